@@ -1,0 +1,76 @@
+"""Configuration of the one training loop."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from .distill import DistillConfig
+from .errors import ConfigError
+from .optim import OptimConfig, ScheduleConfig
+from .sampling import SamplingConfig
+
+
+@dataclass
+class TrainConfig:
+    """Settings of :class:`mvlpt.core.trainer.Trainer` (every stage, every head).
+
+    Attributes:
+        max_steps: optimizer steps.
+        batch_size: per-process batch size (the global batch is ``batch_size × world_size``).
+        eval_batch_size: evaluation batch size (0 = ``batch_size``).
+        grad_accum_steps: micro-batches per optimizer step.
+        clip_grad_norm: max gradient norm (0 = no clipping).
+        precision: ``auto`` = bf16 autocast on CUDA, fp32 on CPU; ``fp16`` uses a GradScaler.
+            Weights stay fp32 (never pure fp16).
+        eval_every / save_every: steps between evaluations / checkpoints (0 = at the end only).
+        keep_last: step checkpoints kept on disk (the best one is kept separately).
+        log_every: steps between metric lines.
+        seed: seeds model init, data order and augmentation.
+        deterministic: ``torch.use_deterministic_algorithms`` and no cuDNN autotuning.
+        num_workers: data-loading worker processes.
+        nonfinite: on a NaN/inf loss, ``stop`` (error naming the step; last good checkpoint kept)
+            or ``skip`` the batch (counted; stop after ``max_skipped`` in a row).
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+        select_metric / select_mode: metric (from the task model's ``compute_metrics``) used to
+            pick the best checkpoint, and whether larger is better.
+        progress: show a tqdm bar.
+        tensorboard: also log to TensorBoard when it is installed.
+    """
+
+    max_steps: int = 1000
+    batch_size: int = 32
+    eval_batch_size: int = 0
+    grad_accum_steps: int = 1
+    clip_grad_norm: float = 1.0
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    eval_every: int = 0
+    save_every: int = 0
+    keep_last: int = 2
+    log_every: int = 10
+    seed: int = 0
+    deterministic: bool = False
+    num_workers: int = 0
+    nonfinite: Literal["stop", "skip"] = "stop"
+    max_skipped: int = 10
+    device: str = "auto"
+    select_metric: str = "score"
+    select_mode: Literal["max", "min"] = "max"
+    progress: bool = True
+    tensorboard: bool = True
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
+    sampling: SamplingConfig = field(default_factory=SamplingConfig)
+    distill: DistillConfig = field(default_factory=DistillConfig)
+
+    def validate(self) -> None:
+        for name in ("max_steps", "batch_size", "grad_accum_steps"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"train.{name} must be >= 1, found {getattr(self, name)}")
+        for name in ("eval_every", "save_every", "keep_last", "log_every", "num_workers", "eval_batch_size"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"train.{name} must be >= 0, found {getattr(self, name)}")
+        if self.schedule.warmup_steps > self.max_steps:
+            raise ConfigError(
+                f"train.schedule.warmup_steps ({self.schedule.warmup_steps}) exceeds train.max_steps ({self.max_steps})"
+            )

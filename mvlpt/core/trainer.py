@@ -1,0 +1,353 @@
+"""The one training loop: every MPT stage (teachers, source, target) of every head.
+
+A head passes a :class:`~mvlpt.core.task_model.TaskModel`, per-task training datasets
+and a collate function. Stages differ only in configuration: which prompt module the
+task model holds, which parameter groups train, and whether a frozen teacher task
+model supplies distillation targets.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, Dataset
+from tqdm.auto import tqdm
+
+from . import checkpoint as ckpt
+from .config import to_dict
+from .distill import kl_distillation, mse_distillation
+from .distributed import DistInfo, all_reduce_mean, any_true, barrier, broadcast_object, gather_objects, init_distributed
+from .errors import NonFiniteLossError
+from .logging_utils import MetricsLogger
+from .optim import build_optimizer, build_scheduler
+from .sampling import MultiTaskBatchSampler, MultiTaskDataset, ShardedEvalSampler
+from .task_model import StepOutput, TaskModel
+from .train_config import TrainConfig
+
+
+def seed_everything(seed: int, deterministic: bool = False) -> None:
+    """Seed Python, NumPy and torch; optionally force deterministic kernels."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+
+
+def resolve_device(name: str, info: DistInfo) -> torch.device:
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", info.local_rank)
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device={name!r} but CUDA is not available on this machine; use 'auto' or 'cpu'")
+    return dev
+
+
+def move_to(obj: Any, device: torch.device, non_blocking: bool = True) -> Any:
+    """Move every tensor inside nested dicts/lists/tuples to ``device``."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=non_blocking)
+    if isinstance(obj, dict):
+        return {k: move_to(v, device, non_blocking) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(move_to(v, device, non_blocking) for v in obj)
+    return obj
+
+
+class Trainer:
+    """Runs training with periodic evaluation, checkpoints and exact resume.
+
+    Args:
+        model: the student task model (its trainable parameters are the prompts).
+        train_datasets: one dataset per task id (dict samples).
+        collate_fn: list of samples (each with ``task_id`` and ``index``) → batch dict.
+        cfg: loop settings.
+        run_dir: output directory (checkpoints, metrics.jsonl, results).
+        eval_datasets: one dataset per task id for periodic evaluation (optional).
+        teacher: frozen task model for distillation (source stage), same batches.
+        run_config: the full resolved run config saved next to every checkpoint.
+    """
+
+    def __init__(
+        self,
+        model: TaskModel,
+        train_datasets: Sequence[Dataset],
+        collate_fn: Callable[[list[dict[str, Any]]], dict[str, Any]],
+        cfg: TrainConfig,
+        run_dir: str | Path,
+        eval_datasets: Sequence[Dataset] | None = None,
+        teacher: TaskModel | None = None,
+        run_config: dict[str, Any] | None = None,
+    ):
+        self.cfg = cfg
+        self.info = init_distributed(cfg.device if cfg.device != "auto" else None)
+        self.device = resolve_device(cfg.device, self.info)
+        self.run_dir = Path(run_dir)
+        self.ckpt_dir = self.run_dir / "checkpoints"
+        self.model = model.to(self.device)
+        self.teacher = teacher.to(self.device).eval() if teacher is not None else None
+        if self.teacher is not None:
+            for p in self.teacher.parameters():
+                p.requires_grad_(False)
+        self.train_datasets = list(train_datasets)
+        self.eval_datasets = list(eval_datasets) if eval_datasets is not None else None
+        self.collate_fn = collate_fn
+        self.run_config = run_config if run_config is not None else {"train": to_dict(cfg)}
+        self.logger = MetricsLogger(self.run_dir, enabled=self.info.is_main, tensorboard=cfg.tensorboard)
+        self.step = 0
+        self.best: dict[str, Any] = {"score": None, "step": None, "metrics": {}}
+        self.skipped = 0
+        self.consumed = 0  # micro-batches drawn from the sampler (skipped ones included)
+        self._consecutive_skips = 0
+
+        precision = cfg.precision
+        if precision == "auto":
+            precision = "bf16" if self.device.type == "cuda" else "fp32"
+        self.precision = precision
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+
+    # ------------------------------------------------------------------ helpers
+    def _autocast(self):
+        if self.precision == "fp32":
+            return contextlib.nullcontext()
+        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
+        return torch.autocast(device_type=self.device.type, dtype=dtype)
+
+    def trainable_parameters(self) -> list[torch.nn.Parameter]:
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _loader(self, sampler) -> DataLoader:
+        ds = MultiTaskDataset(self.train_datasets, seed=self.cfg.seed)
+        return DataLoader(ds, batch_sampler=sampler, collate_fn=self.collate_fn, num_workers=self.cfg.num_workers,
+                          pin_memory=self.device.type == "cuda", persistent_workers=False)
+
+    def _loss(self, batch: dict[str, Any], forward: Callable[[dict[str, Any]], StepOutput]) -> tuple[torch.Tensor, dict[str, float]]:
+        with self._autocast():
+            out = forward(batch)
+            loss = out.loss
+            logs = {"task_loss": float(out.loss.detach())}
+            logs.update(out.metrics)
+            if self.teacher is not None:
+                d = self.cfg.distill
+                with torch.no_grad():
+                    t_out = self.teacher.step(batch)
+                if d.kl_weight > 0 and out.logits is not None and t_out.logits is not None:
+                    kl = kl_distillation(out.logits, t_out.logits, d.temperature, out.logit_mask)
+                    loss = loss + d.kl_weight * kl
+                    logs["kl_loss"] = float(kl.detach())
+                if d.mse_weight > 0 and out.hidden is not None and t_out.hidden is not None:
+                    mse = mse_distillation(out.hidden, t_out.hidden, out.hidden_mask)
+                    loss = loss + d.mse_weight * mse
+                    logs["mse_loss"] = float(mse.detach())
+        logs["loss"] = float(loss.detach())
+        return loss, logs
+
+    # ------------------------------------------------------------------ checkpoints
+    def _state(self, optimizer, scheduler, sampler) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
+        opt_tensors, opt_meta = ckpt.optimizer_to_flat(optimizer)
+        rng_tensors, rng_meta = ckpt.rng_state()
+        state = {
+            "step": self.step,
+            "scheduler": scheduler.state_dict(),
+            "sampler": {"batches_consumed": self.consumed},
+            "optimizer": opt_meta,
+            "rng": rng_meta,
+            "best": self.best,
+            "skipped_batches": self.skipped,
+            "world_size": self.info.world_size,
+            "scaler": self.scaler.state_dict() if self.scaler.is_enabled() else None,
+        }
+        return {**opt_tensors, **rng_tensors}, state
+
+    def save(self, optimizer, scheduler, sampler) -> Path | None:
+        """Write ``checkpoints/step_<n>`` (rank 0 only) and prune old ones."""
+        path = None
+        if self.info.is_main:
+            tensors, state = self._state(optimizer, scheduler, sampler)
+            name = f"step_{self.step}"
+            path = ckpt.save_checkpoint_dir(self.ckpt_dir / name, self.model.trainable_state_dict(), self.run_config,
+                                            tensors, state)
+            ckpt.set_latest(self.ckpt_dir, name)
+            steps = sorted((p for p in self.ckpt_dir.glob("step_*") if p.is_dir() and p.name[5:].isdigit()),
+                           key=lambda p: int(p.name[5:]))
+            for old in steps[: max(0, len(steps) - max(1, self.cfg.keep_last))]:
+                shutil.rmtree(old, ignore_errors=True)
+        barrier(self.info)
+        return path
+
+    def _resume(self, path: Path, optimizer, scheduler, sampler) -> None:
+        state = ckpt.read_json(path / ckpt.STATE_FILE)
+        tensors = ckpt.load_tensors(path / ckpt.OPTIM_FILE)
+        self.model.load_trainable_state_dict(ckpt.load_tensors(path / ckpt.PROMPTS_FILE))
+        ckpt.optimizer_from_flat(optimizer, tensors, state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        sampler.load_state_dict(state["sampler"])
+        ckpt.set_rng_state(tensors, state["rng"])
+        if state.get("scaler") and self.scaler.is_enabled():
+            self.scaler.load_state_dict(state["scaler"])
+        self.step = int(state["step"])
+        self.best = state["best"]
+        self.skipped = int(state.get("skipped_batches", 0))
+        self.consumed = int(state["sampler"]["batches_consumed"])
+        self.logger.truncate_after(self.step)
+
+    def _save_best(self, metrics: dict[str, float]) -> None:
+        key = self.cfg.select_metric
+        if key not in metrics:
+            return
+        score = metrics[key]
+        better = self.best["score"] is None or (score > self.best["score"] if self.cfg.select_mode == "max" else score < self.best["score"])
+        if better:
+            self.best = {"score": score, "step": self.step, "metrics": metrics}
+            if self.info.is_main:
+                ckpt.save_checkpoint_dir(self.ckpt_dir / "best", self.model.trainable_state_dict(), self.run_config)
+                ckpt.write_json(self.ckpt_dir / "best" / "metrics.json", {"step": self.step, **metrics})
+
+    # ------------------------------------------------------------------ evaluation
+    @torch.no_grad()
+    def evaluate(self, datasets: Sequence[Dataset] | None = None) -> dict[str, float]:
+        """Evaluate on one dataset per task; records are gathered over ranks (each example once)."""
+        datasets = list(datasets) if datasets is not None else self.eval_datasets
+        if not datasets:
+            return {}
+        was_training = self.model.training
+        self.model.eval()
+        ds = MultiTaskDataset(datasets, seed=self.cfg.seed)
+        sampler = ShardedEvalSampler(ds.sizes, self.info.rank, self.info.world_size)
+        loader = DataLoader(ds, sampler=sampler, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
+                            collate_fn=self.collate_fn, num_workers=self.cfg.num_workers)
+        records: list[dict[str, Any]] = []
+        bar = tqdm(loader, desc="eval", leave=False, disable=not (self.cfg.progress and self.info.is_main))
+        for batch in bar:
+            with self._autocast():
+                records.extend(self.model.predict(move_to(batch, self.device)))
+        all_records = [r for part in gather_objects(records, self.info) for r in part]
+        metrics = self.model.compute_metrics(all_records) if self.info.is_main else {}
+        metrics = broadcast_object(metrics, self.info)
+        self.model.train(was_training)
+        return metrics
+
+    # ------------------------------------------------------------------ training
+    def fit(self, resume: bool = True) -> dict[str, Any]:
+        """Train for ``max_steps`` (continuing from the latest checkpoint when ``resume``).
+
+        Returns ``{"final": metrics, "best": {...}, "step": n, "skipped_batches": k}``.
+        """
+        cfg = self.cfg
+        seed_everything(cfg.seed + self.info.rank, cfg.deterministic)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        params = self.trainable_parameters()
+        optimizer = build_optimizer(params, cfg.optim)
+        scheduler = build_scheduler(optimizer, cfg.max_steps, cfg.schedule)
+        sizes = [len(d) for d in self.train_datasets]
+        sampler = MultiTaskBatchSampler(sizes, cfg.batch_size, cfg.sampling, seed=cfg.seed,
+                                        rank=self.info.rank, world_size=self.info.world_size)
+        latest = ckpt.latest_checkpoint(self.ckpt_dir) if resume else None
+        if latest is not None:
+            self._resume(latest, optimizer, scheduler, sampler)
+        if self.info.is_main:
+            ckpt.write_json(self.run_dir / "config.json", self.run_config)
+
+        forward: Callable[[dict[str, Any]], StepOutput] = self.model
+        if self.info.enabled:
+            forward = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+        self.model.train()
+        loader_iter = iter(self._loader(sampler))
+        bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,
+                   disable=not (cfg.progress and self.info.is_main))
+        window: list[dict[str, float]] = []
+        t0 = time.perf_counter()
+        try:
+            while self.step < cfg.max_steps:
+                logs = self._train_step(loader_iter, forward, optimizer, scheduler, params)
+                if logs is None:
+                    continue  # skipped non-finite batch
+                self.step += 1
+                bar.update(1)
+                window.append(logs)
+                if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
+                    avg = {k: sum(w[k] for w in window if k in w) / sum(1 for w in window if k in w) for k in window[-1]}
+                    avg = all_reduce_mean(avg, self.info, self.device)
+                    avg["lr"] = scheduler.get_last_lr()[0]
+                    avg["elapsed_s"] = round(time.perf_counter() - t0, 3)
+                    self.logger.log(self.step, "train", avg)
+                    bar.set_postfix(loss=f"{avg['loss']:.4f}")
+                    window = []
+                last = self.step == cfg.max_steps
+                if self.eval_datasets and ((cfg.eval_every and self.step % cfg.eval_every == 0) or last):
+                    metrics = self.evaluate()
+                    self.logger.log(self.step, "eval", metrics)
+                    self._save_best(metrics)
+                if (cfg.save_every and self.step % cfg.save_every == 0) or last:
+                    self.save(optimizer, scheduler, sampler)
+        except KeyboardInterrupt:
+            bar.close()
+            if self.info.is_main:
+                print(f"\ninterrupted: writing a checkpoint at step {self.step} before exiting", flush=True)
+            self.save(optimizer, scheduler, sampler)
+            raise
+        finally:
+            bar.close()
+            self.logger.close()
+        final = self.best["metrics"] if self.best["step"] == self.step else (self.evaluate() if self.eval_datasets else {})
+        return {"final": final, "best": self.best, "step": self.step, "skipped_batches": self.skipped}
+
+    def _train_step(self, loader_iter, forward, optimizer, scheduler, params) -> dict[str, float] | None:
+        cfg = self.cfg
+        accum = cfg.grad_accum_steps
+        micro_logs: list[dict[str, float]] = []
+        nonfinite = False
+        for micro in range(accum):
+            batch = move_to(next(loader_iter), self.device)
+            self.consumed += 1
+            sync = contextlib.nullcontext()
+            if isinstance(forward, DistributedDataParallel) and micro < accum - 1:
+                sync = forward.no_sync()
+            with sync:
+                loss, logs = self._loss(batch, forward)
+                if not torch.isfinite(loss.detach()):
+                    nonfinite = True
+                self.scaler.scale(loss / accum).backward()
+            micro_logs.append(logs)
+        if any_true(nonfinite, self.info, self.device):
+            optimizer.zero_grad(set_to_none=True)
+            if cfg.nonfinite == "stop":
+                raise NonFiniteLossError(
+                    f"non-finite loss at step {self.step + 1} (losses {[l['loss'] for l in micro_logs]}); "
+                    f"stopped. The last good checkpoint is kept in {self.ckpt_dir}. Lower the learning rate, "
+                    "check the data, or set train.nonfinite=skip to skip such batches."
+                )
+            self.skipped += 1
+            self._consecutive_skips += 1
+            if self._consecutive_skips > cfg.max_skipped:
+                raise NonFiniteLossError(f"{self._consecutive_skips} non-finite batches in a row at step {self.step + 1}; stopping")
+            self.logger.log(self.step + 1, "train", {"skipped_nonfinite": 1.0})
+            return None
+        self._consecutive_skips = 0
+        if cfg.clip_grad_norm > 0:
+            self.scaler.unscale_(optimizer)
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm))
+        else:
+            grad_norm = math.nan
+        self.scaler.step(optimizer)
+        self.scaler.update()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        logs = {k: sum(m[k] for m in micro_logs) / len(micro_logs) for k in micro_logs[0]}
+        if not math.isnan(grad_norm):
+            logs["grad_norm"] = grad_norm
+        return logs
