@@ -1,0 +1,151 @@
+import json
+
+import pytest
+import torch
+
+from toy import ToyDataset, ToyTaskModel, toy_collate
+
+from mvlpt.core import (DecomposedPrompt, PromptConfig, Trainer, TrainConfig, VanillaPrompt, build_stage_prompt,
+                        from_dict, load_run_prompts, resolve_prompt_config)
+from mvlpt.core.logging_utils import read_metrics
+
+
+def _cfg(**kw):
+    base = {"max_steps": 40, "batch_size": 16, "log_every": 5, "progress": False, "optim": {"name": "adamw", "lr": 0.05},
+            "tensorboard": False}
+    base.update(kw)
+    return from_dict(TrainConfig, base)
+
+
+def _datasets():
+    return [ToyDataset(0), ToyDataset(1)]
+
+
+def _losses(run_dir):
+    return [r["loss"] for r in read_metrics(run_dir) if r["split"] == "train"]
+
+
+def test_loop_lowers_toy_loss(tmp_path):
+    torch.manual_seed(0)
+    model = ToyTaskModel(DecomposedPrompt(2, (4, 8)))
+    Trainer(model, _datasets(), toy_collate, _cfg(max_steps=80), tmp_path).fit()
+    losses = _losses(tmp_path)
+    assert losses[-1] < losses[0] - 0.05
+    assert (tmp_path / "checkpoints" / "step_80" / "prompts.safetensors").is_file()
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["max_steps"] == 80
+
+
+def test_only_trainable_groups_change_and_frozen_stay_bit_identical(tmp_path):
+    torch.manual_seed(0)
+    prompt = DecomposedPrompt(2, (4, 8))
+    prompt.set_trainable(["task_factors"])
+    model = ToyTaskModel(prompt)
+    frozen = {k: v.clone() for k, v in model.backbone.state_dict().items()}
+    shared0, u0 = prompt.shared.detach().clone(), prompt.task_u.detach().clone()
+    Trainer(model, _datasets(), toy_collate, _cfg(max_steps=10), tmp_path).fit()
+    assert torch.equal(prompt.shared, shared0)
+    assert not torch.equal(prompt.task_u, u0)
+    for k, v in model.backbone.state_dict().items():
+        assert torch.equal(v, frozen[k])
+    assert all(p.grad is None for p in model.backbone.parameters())
+
+
+def test_save_load_round_trip_gives_identical_prompts(tmp_path):
+    torch.manual_seed(0)
+    model = ToyTaskModel(DecomposedPrompt(2, (4, 8)))
+    Trainer(model, _datasets(), toy_collate, _cfg(max_steps=5), tmp_path).fit()
+    tensors, config = load_run_prompts(tmp_path / "checkpoints" / "step_5")
+    fresh = ToyTaskModel(DecomposedPrompt(2, (4, 8)))
+    fresh.load_trainable_state_dict(tensors)
+    ids = torch.tensor([0, 1, 1])
+    assert torch.equal(fresh.prompt(ids), model.prompt(ids))
+    assert config["train"]["max_steps"] == 5
+
+
+@pytest.mark.parametrize("accum", [1, 2])
+def test_resume_equivalence(tmp_path, accum):
+    """N steps straight == N/2 steps, stop, resume N/2 (bitwise on CPU), metrics included."""
+    def run(run_dir, max_steps):
+        torch.manual_seed(0)
+        model = ToyTaskModel(DecomposedPrompt(2, (4, 8)))
+        cfg = _cfg(max_steps=max_steps, grad_accum_steps=accum, log_every=1, eval_every=4,
+                   schedule={"name": "cosine", "warmup_steps": 2}, sampling={"strategy": "temperature"})
+        return model, Trainer(model, _datasets(), toy_collate, cfg, run_dir, eval_datasets=_datasets())
+
+    straight, t1 = run(tmp_path / "a", 12)
+    t1.fit()
+    _, t2 = run(tmp_path / "c", 12)
+    t2.cfg.save_every = 6
+    _stop_after(t2, 6)  # stops like a kill right after the step-6 checkpoint
+    again, t3 = run(tmp_path / "c", 12)
+    t3.fit()
+    for a, b in zip(straight.prompt.parameters(), again.prompt.parameters()):
+        assert torch.equal(a, b)
+    strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]  # noqa: E731
+    assert strip(read_metrics(tmp_path / "a")) == strip(read_metrics(tmp_path / "c"))
+
+
+def _stop_after(trainer, n):
+    """Train until step ``n`` and stop as a kill would (the checkpoint at ``n`` exists)."""
+    original = trainer._train_step
+
+    def step(*a, **k):
+        if trainer.step >= n:
+            raise SystemExit
+        return original(*a, **k)
+
+    trainer._train_step = step
+    with pytest.raises(SystemExit):
+        trainer.fit()
+
+
+def test_three_stages_are_configurations_of_one_loop(tmp_path):
+    """teachers (vanilla) → source (decomposed + distillation) → target (factors only, from the source)."""
+    torch.manual_seed(0)
+    data = _datasets()
+    teach_cfg = resolve_prompt_config(PromptConfig(length=4), "teachers")
+    teacher = ToyTaskModel(build_stage_prompt(teach_cfg, 2, (4, 8)))
+    assert isinstance(teacher.prompt, VanillaPrompt)
+    Trainer(teacher, data, toy_collate, _cfg(max_steps=30), tmp_path / "teachers").fit()
+
+    src_cfg = resolve_prompt_config(PromptConfig(length=4), "source")
+    student = ToyTaskModel(build_stage_prompt(src_cfg, 2, (4, 8)))
+    frozen_teacher = ToyTaskModel(VanillaPrompt(2, (4, 8)))
+    frozen_teacher.load_trainable_state_dict(load_run_prompts(tmp_path / "teachers")[0])
+    teacher_before = frozen_teacher.prompt.prompts.detach().clone()
+    cfg = _cfg(max_steps=30, distill={"kl_weight": 1.0, "mse_weight": 0.5, "temperature": 2.0})
+    Trainer(student, data, toy_collate, cfg, tmp_path / "source", teacher=frozen_teacher).fit()
+    rows = [r for r in read_metrics(tmp_path / "source") if r["split"] == "train"]
+    assert "kl_loss" in rows[0] and "mse_loss" in rows[0]
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert torch.equal(frozen_teacher.prompt.prompts, teacher_before)
+
+    tgt_cfg = resolve_prompt_config(PromptConfig(length=4, source_path=str(tmp_path / "source")), "target")
+    assert tgt_cfg.train == ["task_factors"] and tgt_cfg.init == "source"
+    target_prompt = build_stage_prompt(tgt_cfg, 1, (4, 8), source_key="prompt.")
+    torch.testing.assert_close(target_prompt.shared, student.prompt.shared)
+    torch.testing.assert_close(target_prompt.task_u[0], student.prompt.task_u.mean(0))
+    target = ToyTaskModel(target_prompt, num_tasks=1)
+    shared0 = target_prompt.shared.detach().clone()
+    Trainer(target, [ToyDataset(5)], toy_collate, _cfg(max_steps=30), tmp_path / "target").fit()
+    assert torch.equal(target_prompt.shared, shared0)
+    losses = _losses(tmp_path / "target")
+    assert losses[-1] < losses[0]
+
+
+def test_nonfinite_loss_stop_and_skip(tmp_path):
+    from toy_train import SlowToy
+
+    from mvlpt.core import NonFiniteLossError
+
+    torch.manual_seed(0)
+    model = SlowToy(DecomposedPrompt(2, (4, 8)), nan_at=5)
+    with pytest.raises(NonFiniteLossError, match="non-finite loss at step 5.*last good checkpoint"):
+        Trainer(model, _datasets(), toy_collate, _cfg(max_steps=10, save_every=2), tmp_path / "stop").fit()
+    assert (tmp_path / "stop" / "checkpoints" / "step_4").is_dir()
+    assert not (tmp_path / "stop" / "checkpoints" / "step_6").exists()
+
+    model = SlowToy(DecomposedPrompt(2, (4, 8)), nan_at=5)
+    out = Trainer(model, _datasets(), toy_collate, _cfg(max_steps=10, nonfinite="skip"), tmp_path / "skip").fit()
+    assert out["skipped_batches"] == 1 and out["step"] == 10
+    assert all(torch.isfinite(p).all() for p in model.prompt.parameters())
