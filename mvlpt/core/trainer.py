@@ -264,7 +264,8 @@ class Trainer:
 
         forward: Callable[[dict[str, Any]], StepOutput] = self.model
         if self.info.enabled:
-            forward = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            forward = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
+                                              broadcast_buffers=False)  # frozen backbones: nothing to sync
         self.model.train()
         loader_iter = iter(self._loader(sampler))
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,

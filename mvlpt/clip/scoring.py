@@ -1,0 +1,150 @@
+"""Multi-task scoring shared by the prompted and the zero-shot CLIP.
+
+Logits use one fixed global layout: the classes (VQA: candidate answers) of all tasks
+concatenated in task order, ``C_union`` columns. A sample is scored only against its own
+task's columns; every other column is ``-inf`` (``logit_mask`` is False there), so a softmax
+over the row is a softmax over the sample's own classes, and a teacher and a student built on
+the same task list produce aligned logits for KL distillation.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from typing import Any, Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from mvlpt.core.errors import DataError, TaskIdError
+
+from .tasks import TaskInfo
+from .vqa import candidate_scores, require_questions, soft_target_loss
+
+#: class text features of a task: ``task id -> (C_k, e)`` (unit norm)
+ClassFeatures = Callable[[int], Tensor]
+#: (question, answer) text features of a task's rows: ``(task id, questions) -> (n, A_k, e)`` (unit norm)
+PairFeatures = Callable[[int, list[str]], Tensor]
+
+
+class ClassLayout:
+    """Column ranges of the tasks in the global logit layout."""
+
+    def __init__(self, tasks: Sequence[TaskInfo], vqa_max_answers: int = 0):
+        self.tasks = list(tasks)
+        self.sizes = [t.num_candidates(vqa_max_answers) for t in self.tasks]
+        self.offsets = [sum(self.sizes[:k]) for k in range(len(self.sizes))]
+        self.size = sum(self.sizes)
+
+    def columns(self, k: int) -> slice:
+        return slice(self.offsets[k], self.offsets[k] + self.sizes[k])
+
+    def check_task_ids(self, task_ids: Tensor) -> None:
+        if task_ids.numel() and (int(task_ids.min()) < 0 or int(task_ids.max()) >= len(self.tasks)):
+            raise TaskIdError(f"task ids {sorted(set(task_ids.tolist()))} out of range: this model has "
+                              f"{len(self.tasks)} task(s) {[t.name for t in self.tasks]}")
+
+    def mask(self, task_ids: Tensor) -> Tensor:
+        """``(B, C_union)`` bool, True on each sample's own task's columns."""
+        cols = torch.arange(self.size, device=task_ids.device)
+        off = torch.tensor(self.offsets, device=task_ids.device)[task_ids]
+        size = torch.tensor(self.sizes, device=task_ids.device)[task_ids]
+        return (cols >= off[:, None]) & (cols < (off + size)[:, None])
+
+
+def score_batch(layout: ClassLayout, batch: dict[str, Any], image_features: Tensor, scale: Tensor | float,
+                class_features: ClassFeatures, pair_features: PairFeatures) -> tuple[Tensor, Tensor, Tensor]:
+    """Masked logits of a batch and each sample's target text feature.
+
+    Each task present is encoded once (classes) or once per question (VQA candidates).
+
+    Returns:
+        ``logits`` ``(B, C_union)`` (``-inf`` outside each sample's task), ``target`` ``(B, e)``
+        (text feature of the label's class / top answer, zeros if none) and ``target_valid`` ``(B,)``.
+    """
+    task_ids, labels = batch["task_ids"], batch["labels"]
+    layout.check_task_ids(task_ids)
+    b, e = image_features.shape
+    img = F.normalize(image_features.float(), dim=-1)
+    logits = img.new_full((b, layout.size), float("-inf"))
+    target = img.new_zeros(b, e)
+    valid = torch.zeros(b, dtype=torch.bool, device=img.device)
+    for k in torch.unique(task_ids).tolist():
+        task = layout.tasks[k]
+        rows = (task_ids == k).nonzero(as_tuple=True)[0]
+        y = labels[rows]
+        n_cls = layout.sizes[k]
+        if task.task_type == "classification":
+            bad = y[(y < 0) | (y >= n_cls)]
+            if bad.numel():
+                raise DataError(f"task {task.name!r}: label {int(bad[0])} is outside its {n_cls} classes; "
+                                "the model's class list does not match the dataset's")
+            txt = F.normalize(class_features(k).float(), dim=-1)  # (C, e)
+            block = img[rows] @ txt.T
+            tgt = txt[y]
+        else:
+            qs = [batch["questions"][i] for i in rows.tolist()]
+            qs = require_questions(task, qs, batch["indices"][rows].tolist())
+            txt = F.normalize(pair_features(k, qs).float(), dim=-1)  # (n, A, e)
+            block = torch.einsum("ne,nae->na", img[rows], txt)
+            yc = y.clamp(0, n_cls - 1)
+            tgt = txt[torch.arange(len(rows), device=txt.device), yc]
+        ok = (y >= 0) & (y < n_cls)
+        cols = torch.arange(layout.offsets[k], layout.offsets[k] + n_cls, device=img.device)
+        logits = logits.index_put((rows[:, None], cols[None, :]), (scale * block).to(logits.dtype))
+        tgt = torch.where(ok[:, None], tgt, torch.zeros_like(tgt)).to(target.dtype)
+        target = target.index_put((rows,), tgt)
+        valid = valid.index_put((rows,), ok)
+    return logits, target, valid
+
+
+def batch_loss(layout: ClassLayout, batch: dict[str, Any], logits: Tensor) -> Tensor:
+    """Mean over counted rows: cross-entropy (classification) / soft cross-entropy (VQA)."""
+    task_ids, labels = batch["task_ids"], batch["labels"]
+    total = logits.new_zeros(())
+    count = 0
+    for k in torch.unique(task_ids).tolist():
+        rows = (task_ids == k).nonzero(as_tuple=True)[0]
+        block = logits[rows, layout.columns(k)].float()
+        task = layout.tasks[k]
+        if task.task_type == "classification":
+            total = total + F.cross_entropy(block, labels[rows], reduction="sum")
+            count += len(rows)
+        else:
+            scores = candidate_scores(batch.get("answer_scores"), rows, layout.sizes[k], task)
+            loss, ok = soft_target_loss(block, scores)
+            total = total + loss.sum()
+            count += int(ok.sum())
+    return total / max(count, 1)
+
+
+def make_records(layout: ClassLayout, batch: dict[str, Any], logits: Tensor) -> list[dict[str, Any]]:
+    """Prediction records ``{task_id, index, pred, label, correct}`` (VQA: ``correct`` = soft score of ``pred``)."""
+    out = []
+    scores = batch.get("answer_scores")
+    for i, (k, idx, y) in enumerate(zip(batch["task_ids"].tolist(), batch["indices"].tolist(), batch["labels"].tolist())):
+        pred = int(logits[i, layout.columns(k)].argmax())
+        if layout.tasks[k].task_type == "vqa":
+            correct: float | bool = float(scores[i, pred]) if scores is not None and pred < scores.shape[1] else float(pred == y)
+        else:
+            correct = bool(pred == y)
+        out.append({"task_id": int(k), "index": int(idx), "pred": pred, "label": int(y), "correct": correct})
+    return out
+
+
+def task_metrics(task_names: Sequence[str], records: Sequence[dict[str, Any]]) -> dict[str, float]:
+    """``"<task>/accuracy"`` (percent; VQA: VQA accuracy), ``"<task>/n"`` and ``"score"`` = mean over tasks."""
+    by_task: dict[int, list[float]] = defaultdict(list)
+    for r in records:
+        by_task[int(r["task_id"])].append(float(r["correct"]))
+    out: dict[str, float] = {}
+    accs = []
+    for k in sorted(by_task):
+        vals = by_task[k]
+        acc = 100.0 * sum(vals) / len(vals)
+        name = task_names[k] if 0 <= k < len(task_names) else f"task{k}"
+        out[f"{name}/accuracy"] = acc
+        out[f"{name}/n"] = float(len(vals))
+        accs.append(acc)
+    out["score"] = sum(accs) / len(accs) if accs else 0.0
+    return out

@@ -1,0 +1,221 @@
+"""The prompted CLIP as a core :class:`~mvlpt.core.task_model.TaskModel` (CoOp / VPT / UPT).
+
+One model serves every MPT stage: ``stage`` (teachers / source / target / single) decides,
+through :func:`mvlpt.core.stages.resolve_prompt_config`, whether each prompt is a vanilla
+prompt per task or MPT's decomposed ``P* ⊙ U_k V_kᵀ``, how it is initialised (random, from
+text, or from the source run's ``prompts.safetensors`` under ``"<module>."``) and which
+parameter groups train. All CLIP weights are frozen; the frozen towers only compute
+gradients with respect to their prompt inputs.
+
+A step encodes the images once (with each sample's own visual prompts), encodes the class
+prompts of the tasks present in the batch once, and scores every sample only against its own
+task's classes (:mod:`.scoring`). VQA tasks are scored as described in :mod:`.vqa`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Any, Callable, Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from mvlpt.core.errors import ConfigError
+from mvlpt.core.stages import Stage
+from mvlpt.core.task_model import Batch, StepOutput, TaskModel, count_trainable
+
+from .prompt_config import CLIPPromptConfig
+from .prompt_set import BackboneDims, Prompts, build_prompt_set
+from .scoring import ClassLayout, batch_loss, make_records, score_batch, task_metrics
+from .tasks import TaskInfo, check_tasks
+from .text_prompt import ClassTextBank, PromptedTexts, start_offset, tokenize
+from .text_tower import TextTower
+from .vision_tower import VisionTower
+from .vqa import pair_texts, vqa_template
+
+__all__ = ["CLIPTaskModel", "TaskInfo"]
+
+STAGES = ("teachers", "source", "target", "single")
+#: rows of (question, answer) texts encoded at once when no gradient is needed
+EVAL_TEXT_CHUNK = 4096
+
+
+def backbone_label(clip_model: nn.Module) -> str:
+    """A readable name of the backbone for error messages."""
+    return str(getattr(clip_model, "mvlpt_name", "") or type(clip_model).__name__)
+
+
+class CLIPTaskModel(TaskModel):
+    """Prompted CLIP over a list of tasks.
+
+    Args:
+        clip_model: frozen open_clip model (may be shared with other task models, e.g. the teacher).
+        tokenizer: its tokenizer.
+        tasks: the tasks, in task-id order.
+        prompt_cfg: prompt method and shapes.
+        stage: ``teachers`` | ``source`` | ``target`` | ``single``.
+    """
+
+    def __init__(self, clip_model: nn.Module, tokenizer: Callable[..., Tensor], tasks: Sequence[TaskInfo],
+                 prompt_cfg: CLIPPromptConfig, stage: Stage):
+        super().__init__()
+        if stage not in STAGES:
+            raise ConfigError(f"stage must be one of {STAGES}, found {stage!r}")
+        prompt_cfg.validate()
+        self.tasks = check_tasks(tasks)
+        self.task_names = [t.name for t in self.tasks]
+        self.cfg = prompt_cfg
+        self.stage = stage
+        self.clip = clip_model
+        for p in self.clip.parameters():
+            p.requires_grad_(False)
+        self.tokenizer = tokenizer
+        self.text_tower = TextTower(clip_model)
+        self.vision_tower = VisionTower(clip_model)
+        if prompt_cfg.uses_text:
+            self.text_tower.require_prompts(f"prompt.method={prompt_cfg.method} (text context)")
+        if prompt_cfg.uses_visual:
+            self.vision_tower.require_prompts(f"prompt.method={prompt_cfg.method} (visual prompts)")
+        self.layout = ClassLayout(self.tasks, prompt_cfg.vqa_max_answers)
+        n_ctx = prompt_cfg.text.length if prompt_cfg.uses_text else 0
+        dims = BackboneDims(
+            text_width=self.text_tower.width if not self.text_tower.unsupported else 0,
+            visual_width=self.vision_tower.width if not self.vision_tower.unsupported else 0,
+            visual_layers=self.vision_tower.layers if not self.vision_tower.unsupported else 0,
+            max_classes=max(self.layout.sizes),
+            backbone=backbone_label(clip_model),
+        )
+        self.prompt_set = build_prompt_set(prompt_cfg, stage, len(self.tasks), dims,
+                                           self._embed_text if not self.text_tower.unsupported else None)
+        # fixed parts of the class prompts, tokenised and embedded once
+        self.class_texts = ClassTextBank(
+            PromptedTexts(self.text_tower, tokenizer, n_ctx, prompt_cfg.class_token_position),
+            {k: (self._class_texts(t, n_ctx), list(t.classnames)) for k, t in enumerate(self.tasks)
+             if t.task_type == "classification"})
+        self.pair_texts = PromptedTexts(self.text_tower, tokenizer, n_ctx, "end")
+        self._frozen_text: dict[tuple[int, str], Tensor] = {}
+        self._eval_text: dict[int, Tensor] = {}
+
+    # ------------------------------------------------------------------ construction helpers
+    @staticmethod
+    def _class_texts(task: TaskInfo, n_ctx: int) -> list[str]:
+        """``"name."`` after a learned context (CoOp), else the task's template."""
+        if n_ctx > 0:
+            return [f"{c}." for c in task.classnames]
+        return [task.template.format(c) for c in task.classnames]
+
+    @torch.no_grad()
+    def _embed_text(self, text: str) -> Tensor:
+        """Token embeddings ``(n, d_text)`` of ``text`` without start / end tokens (``init: text``)."""
+        ids = tokenize(self.tokenizer, [text], self.text_tower.context_length).to(self.clip.logit_scale.device)
+        start = start_offset(self.tokenizer, ids)
+        end = int(self.text_tower.pool_index(ids)[0])
+        return self.text_tower.embed(ids)[0, start:end].float()
+
+    # ------------------------------------------------------------------ TaskModel interface
+    def prompt_modules(self) -> Mapping[str, nn.Module]:
+        return self.prompt_set.prompt_modules()
+
+    def frozen_modules(self):
+        return [self.clip]
+
+    def train(self, mode: bool = True) -> "CLIPTaskModel":
+        self._eval_text = {}
+        return super().train(mode)
+
+    def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None:
+        self._eval_text = {}
+        super().load_trainable_state_dict(state)
+
+    def trainable_parameters_per_task(self) -> dict[str, int]:
+        """``per_task`` (trainable parameters owned by each task), ``shared`` (shared by all tasks),
+        the same per module (``text_prompt/per_task`` ...) and ``total`` trainable parameters."""
+        out = self.prompt_set.trainable_parameters_per_task()
+        out["total"] = count_trainable(self)
+        return out
+
+    def check_datasets(self, datasets: Sequence[Any], split: str = "") -> None:
+        """Refuse datasets whose class lists / types differ from the tasks' (one dataset per task)."""
+        if len(datasets) != len(self.tasks):
+            raise ConfigError(f"expected {len(self.tasks)} datasets (one per task {self.task_names}), found {len(datasets)}")
+        for task, ds in zip(self.tasks, datasets):
+            task.check_dataset(ds, split)
+
+    # ------------------------------------------------------------------ encoding
+    @property
+    def logit_scale(self) -> Tensor | float:
+        if self.cfg.logit_scale is not None:
+            return float(self.cfg.logit_scale)
+        return self.clip.logit_scale.exp().float()
+
+    def _prompts(self, task_ids: Tensor) -> tuple[Tensor, Prompts]:
+        uniq, inverse = torch.unique(task_ids, return_inverse=True)
+        prompts = self.prompt_set(uniq) if self.prompt_modules() else Prompts()
+        return uniq, Prompts(text=prompts.text, visual=prompts.visual[inverse] if prompts.visual is not None else None)
+
+    def _class_features(self, k: int, ctx: Tensor | None) -> Tensor:
+        ckpt = self.cfg.checkpointing
+        if ctx is None:  # nothing trainable on the text side: encode once
+            key = (k, str(self.clip.logit_scale.device))
+            if key not in self._frozen_text:
+                with torch.no_grad():
+                    self._frozen_text[key] = self.class_texts.features(k, None).detach()
+            return self._frozen_text[key]
+        if not self.training and not torch.is_grad_enabled():
+            if k not in self._eval_text:
+                self._eval_text[k] = self.class_texts.features(k, ctx)
+            return self._eval_text[k]
+        return self.class_texts.features(k, ctx, ckpt)
+
+    def _pair_features(self, k: int, questions: list[str], ctx: Tensor | None) -> Tensor:
+        task = self.tasks[k]
+        n_ans = self.layout.sizes[k]
+        texts = pair_texts(vqa_template(task, self.cfg.vqa_template), questions, task.classnames[:n_ans])
+        if ctx is not None and ctx.dim() == 3:  # class-specific context: one per candidate answer
+            ctx = ctx[:n_ans].repeat(len(questions), 1, 1)
+        grad = torch.is_grad_enabled() and ctx is not None
+        chunk = len(texts) if grad else EVAL_TEXT_CHUNK
+        feats = []
+        with contextlib.nullcontext() if grad else torch.no_grad():
+            for s in range(0, len(texts), chunk):
+                part = self.pair_texts.prepare(texts[s:s + chunk])
+                c = ctx[s:s + chunk] if ctx is not None and ctx.dim() == 3 else ctx
+                feats.append(self.pair_texts.encode(part, c, self.cfg.checkpointing and grad))
+        return torch.cat(feats).reshape(len(questions), n_ans, -1)
+
+    def _forward(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        task_ids = batch["task_ids"]
+        self.layout.check_task_ids(task_ids)
+        uniq, prompts = self._prompts(task_ids)
+        ctx = {int(k): prompts.text[i] for i, k in enumerate(uniq.tolist())} if prompts.text is not None else {}
+        if prompts.visual is None:
+            with torch.no_grad():
+                img = self.vision_tower.encode(batch["images"])
+        else:
+            img = self.vision_tower.encode(batch["images"], prompts.visual, self.cfg.checkpointing)
+        logits, target, valid = score_batch(
+            self.layout, batch, img, self.logit_scale,
+            lambda k: self._class_features(k, ctx.get(k)),
+            lambda k, qs: self._pair_features(k, qs, ctx.get(k)))
+        return logits, F.normalize(img.float(), dim=-1), target, valid
+
+    def step(self, batch: Batch) -> StepOutput:
+        """Loss, masked logits ``(B, C_union)`` and hidden ``(B, 2, e)`` = [image feature, text feature of
+        the sample's target class] (unit norm; the text slot is masked where there is no target)."""
+        logits, img, target, valid = self._forward(batch)
+        loss = batch_loss(self.layout, batch, logits)
+        hidden = torch.stack([img, target], dim=1)
+        hidden_mask = torch.stack([torch.ones_like(valid), valid], dim=1)
+        return StepOutput(loss=loss, logits=logits, logit_mask=self.layout.mask(batch["task_ids"]),
+                          hidden=hidden, hidden_mask=hidden_mask)
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> list[dict[str, Any]]:
+        """Records ``{task_id, index, pred, label, correct}`` (VQA: ``correct`` = soft score of the prediction)."""
+        logits, _, _, _ = self._forward(batch)
+        return make_records(self.layout, batch, logits)
+
+    def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, float]:
+        """``"<task>/accuracy"`` (percent), ``"<task>/n"`` and ``"score"`` (mean accuracy over tasks)."""
+        return task_metrics(self.task_names, records)
