@@ -24,6 +24,7 @@ class TrainConfig:
         precision: ``auto`` = bf16 autocast on CUDA, fp32 on CPU; ``fp16`` uses a GradScaler.
             Weights stay fp32 (never pure fp16).
         eval_every / save_every: steps between evaluations / checkpoints (0 = at the end only).
+        eval_at_start: also evaluate before the first step (logged as step 0).
         keep_last: step checkpoints kept on disk (the best one is kept separately).
         log_every: steps between metric lines.
         seed: seeds model init, data order and augmentation.
@@ -45,6 +46,7 @@ class TrainConfig:
     clip_grad_norm: float = 1.0
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     eval_every: int = 0
+    eval_at_start: bool = False
     save_every: int = 0
     keep_last: int = 2
     log_every: int = 10

@@ -141,8 +141,8 @@ class Trainer:
             loss = out.loss
             logs = {"task_loss": float(out.loss.detach())}
             logs.update(out.metrics)
-            if self.teacher is not None:
-                d = self.cfg.distill
+            d = self.cfg.distill
+            if self.teacher is not None and (d.kl_weight > 0 or d.mse_weight > 0):
                 with torch.no_grad():
                     t_out = self.teacher.step(batch)
                 if d.kl_weight > 0 and out.logits is not None and t_out.logits is not None:
@@ -266,6 +266,8 @@ class Trainer:
         if self.info.enabled:
             forward = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                                               broadcast_buffers=False)  # frozen backbones: nothing to sync
+        if cfg.eval_at_start and self.step == 0 and self.eval_datasets:
+            self.logger.log(0, "eval", self.evaluate())
         self.model.train()
         loader_iter = iter(self._loader(sampler))
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,

@@ -28,9 +28,12 @@ def _losses(run_dir):
 def test_loop_lowers_toy_loss(tmp_path):
     torch.manual_seed(0)
     model = ToyTaskModel(DecomposedPrompt(2, (4, 8)))
-    Trainer(model, _datasets(), toy_collate, _cfg(max_steps=80), tmp_path).fit()
+    Trainer(model, _datasets(), toy_collate, _cfg(max_steps=80, eval_at_start=True), tmp_path,
+            eval_datasets=_datasets()).fit()
     losses = _losses(tmp_path)
     assert losses[-1] < losses[0] - 0.05
+    evals = [r for r in read_metrics(tmp_path) if r["split"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 80] and evals[-1]["accuracy"] > evals[0]["accuracy"]
     assert (tmp_path / "checkpoints" / "step_80" / "prompts.safetensors").is_file()
     assert json.loads((tmp_path / "config.json").read_text())["train"]["max_steps"] == 80
 

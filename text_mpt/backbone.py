@@ -1,0 +1,82 @@
+"""The frozen T5 backbone and its tokenizer: hub name, local directory, or a tiny model built from a config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from mvlpt.core.errors import ConfigError
+
+from .config import BackboneConfig, TinyT5Config
+
+#: ``model_type`` values of the T5 family (t5, t5-v1_1, flan-t5 all report "t5")
+T5_TYPES = ("t5",)
+
+
+def load_tokenizer(cfg: BackboneConfig) -> Any:
+    """``ByT5Tokenizer()`` for ``byt5`` (and by default for the tiny backbone), else ``AutoTokenizer``."""
+    name = cfg.tokenizer or ("byt5" if cfg.name == "tiny" else cfg.name)
+    if name == "byt5":
+        from transformers import ByT5Tokenizer
+
+        return ByT5Tokenizer()
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(name)
+    except OSError as e:
+        raise ConfigError(f"could not load tokenizer {name!r} (a hub name or a local directory): {e}") from None
+
+
+def build_tiny_t5(cfg: TinyT5Config, vocab_size: int) -> nn.Module:
+    """A seeded random ``T5ForConditionalGeneration`` (same weights for the same config and seed)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    t5cfg = T5Config(vocab_size=vocab_size, d_model=cfg.d_model, d_ff=cfg.d_ff, num_layers=cfg.num_layers,
+                     num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads, d_kv=cfg.d_kv,
+                     decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, dropout_rate=0.1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(cfg.seed)
+        return T5ForConditionalGeneration(t5cfg)
+
+
+def load_t5(cfg: BackboneConfig, vocab_size: int | None = None) -> nn.Module:
+    """The T5 model of ``cfg.name`` (hub name, local directory or ``tiny``), unfrozen."""
+    if cfg.name == "tiny":
+        if vocab_size is None:
+            raise ValueError("the tiny backbone needs the tokenizer's vocabulary size")
+        return build_tiny_t5(cfg.tiny, vocab_size)
+    from transformers import AutoConfig, T5ForConditionalGeneration
+
+    try:
+        t5cfg = AutoConfig.from_pretrained(cfg.name)
+    except OSError as e:
+        where = "local directory" if Path(cfg.name).exists() else "hub name (no network?) or local directory"
+        raise ConfigError(f"backbone.name={cfg.name!r}: could not load it as a {where}: {e}") from None
+    if t5cfg.model_type not in T5_TYPES:
+        raise ConfigError(f"backbone.name={cfg.name!r} is a {t5cfg.model_type!r} model; expected a T5-family model "
+                          "(t5, t5-v1_1, flan-t5)")
+    return T5ForConditionalGeneration.from_pretrained(cfg.name)
+
+
+def freeze(model: nn.Module) -> nn.Module:
+    """``requires_grad=False`` on every parameter and eval mode."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    return model.eval()
+
+
+def load_backbone(cfg: BackboneConfig) -> tuple[nn.Module, Any]:
+    """Frozen T5 and its tokenizer; checks that the tokenizer fits the embedding table."""
+    if cfg.name != "tiny" and cfg.name.startswith((".", "/", "~")) and not Path(cfg.name).expanduser().is_dir():
+        raise ConfigError(f"backbone.name={cfg.name!r} looks like a local path but no such directory exists "
+                          "(save one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir))")
+    tokenizer = load_tokenizer(cfg)
+    model = freeze(load_t5(cfg, vocab_size=len(tokenizer)))
+    n_emb = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > n_emb:
+        raise ConfigError(f"tokenizer has {len(tokenizer)} tokens but backbone {cfg.name!r} embeds only {n_emb}")
+    return model, tokenizer

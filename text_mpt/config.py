@@ -1,0 +1,172 @@
+"""Run configuration of the text MPT stages (YAML under ``configs/text/`` → these dataclasses)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+from mvlpt.core.config import load_config
+from mvlpt.core.errors import ConfigError
+from mvlpt.core.stages import PromptConfig
+from mvlpt.core.train_config import TrainConfig
+
+from .tasks import BUILTIN, METRICS, canonical_name
+
+Stage = Literal["teachers", "source", "target"]
+
+
+@dataclass
+class TinyT5Config:
+    """A small random T5 built from a ``T5Config`` (tests and offline demos; ``backbone.name: tiny``)."""
+
+    d_model: int = 32
+    d_ff: int = 64
+    num_layers: int = 2
+    num_heads: int = 2
+    d_kv: int = 16
+    seed: int = 0
+
+
+@dataclass
+class BackboneConfig:
+    """The frozen T5.
+
+    Attributes:
+        name: hub name (``t5-base``, ``google/t5-v1_1-base``, ``google/flan-t5-base``), a local
+            directory saved with ``save_pretrained``, or ``tiny`` (random T5 from :class:`TinyT5Config`).
+        tokenizer: tokenizer name/dir (default: ``name``); ``byt5`` builds ``ByT5Tokenizer()`` (no files).
+        dropout: keep the backbone's dropout active while training (default: eval-mode backbone).
+        max_input_length: input tokens after the prompt; longer inputs are truncated (counted warning).
+        max_target_length: answer tokens; longer verbalizers are truncated (counted warning).
+    """
+
+    name: str = "t5-base"
+    tokenizer: str | None = None
+    tiny: TinyT5Config = field(default_factory=TinyT5Config)
+    dropout: bool = False
+    max_input_length: int = 256
+    max_target_length: int = 16
+
+    def validate(self) -> None:
+        if self.max_input_length < 2 or self.max_target_length < 2:
+            raise ConfigError("backbone.max_input_length and backbone.max_target_length must be >= 2")
+
+
+@dataclass
+class TaskConfig:
+    """One task and where its data comes from.
+
+    Data source, first match wins: ``data_files`` ({split: file}), ``path`` (a folder with
+    ``<split>.jsonl|json|csv|tsv|parquet``), ``<data_root>/<task folder>`` when the run sets
+    ``data_root``, else the Hugging Face hub (``hub_name``/``hub_config``, default per task).
+
+    A *custom* task sets ``template`` (``{field}`` placeholders), ``labels`` and optionally
+    ``verbalizers``, ``label_field`` and ``metrics`` (default ``[accuracy]``).
+    """
+
+    name: str
+    path: str | None = None
+    data_files: dict[str, str] = field(default_factory=dict)
+    hub_name: str | None = None
+    hub_config: str | None = None
+    train_split: str | None = None
+    eval_split: str | None = None
+    max_train_examples: int = 0
+    max_eval_examples: int = 0
+    template: str | None = None
+    labels: list[str] = field(default_factory=list)
+    verbalizers: list[str] = field(default_factory=list)
+    label_field: str = "label"
+    metrics: list[str] = field(default_factory=list)
+
+    @property
+    def is_custom(self) -> bool:
+        return self.template is not None
+
+    def validate(self) -> None:
+        if self.max_train_examples < 0 or self.max_eval_examples < 0:
+            raise ConfigError(f"task {self.name!r}: max_train_examples / max_eval_examples must be >= 0")
+        if not self.is_custom:
+            if canonical_name(self.name) not in BUILTIN:
+                from .tasks import get_task
+
+                get_task(self.name)  # raises with the list of tasks
+            custom_only = [k for k, v in [("labels", self.labels), ("verbalizers", self.verbalizers),
+                                          ("metrics", self.metrics), ("label_field", self.label_field != "label")] if v]
+            if custom_only:
+                raise ConfigError(f"task {self.name!r} is built in: {', '.join(custom_only)} are only for custom tasks "
+                                  "(tasks[].template set)")
+        elif not self.labels:
+            raise ConfigError(f"custom task {self.name!r} needs tasks[].labels")
+        bad = [m for m in self.metrics if m not in METRICS]
+        if bad:
+            raise ConfigError(f"task {self.name!r}: unknown metrics {bad}; choose from {list(METRICS)}")
+
+
+@dataclass
+class EvalConfig:
+    """Evaluation.
+
+    Attributes:
+        mode: ``rank`` (score every verbalizer), ``generate`` (greedy decoding, parsed to a
+            verbalizer; unparsable = wrong) or ``both`` (rank metrics + ``gen_*`` metrics).
+        max_new_tokens: generation length.
+        scoring: a candidate's score is the ``sum`` or the ``mean`` of its token log-probabilities.
+    """
+
+    mode: Literal["rank", "generate", "both"] = "rank"
+    max_new_tokens: int = 8
+    scoring: Literal["sum", "mean"] = "sum"
+
+
+@dataclass
+class TextRunConfig:
+    """One stage of text MPT.
+
+    Attributes:
+        stage: ``teachers`` | ``source`` | ``target`` (the ``adapt`` command).
+        output_dir: run directory (checkpoints, config.json, metrics.jsonl, results.md/.csv).
+        data_root: folder holding ``glue/<TASK>`` and ``superglue/<TASK>`` (e.g. ``../shared/data``).
+        teacher_path: teachers run (source stage) whose vanilla prompts give the distillation targets.
+        few_shot_k: train on ``k`` examples per class (0 = all), drawn with ``few_shot_seed``.
+        checkpoint: run/checkpoint evaluated by ``text-mpt eval`` (default: ``output_dir``).
+    """
+
+    stage: Stage
+    output_dir: str
+    tasks: list[TaskConfig]
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    prompt: PromptConfig = field(default_factory=PromptConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    data_root: str | None = None
+    teacher_path: str | None = None
+    few_shot_k: int = 0
+    few_shot_seed: int = 0
+    checkpoint: str | None = None
+
+    def validate(self) -> None:
+        if not self.tasks:
+            raise ConfigError("tasks: give at least one task")
+        names = [canonical_name(t.name) for t in self.tasks]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ConfigError(f"tasks: duplicate task names {dup}")
+        if self.few_shot_k < 0:
+            raise ConfigError(f"few_shot_k must be >= 0, found {self.few_shot_k}")
+        d = self.train.distill
+        if self.stage == "source" and not self.teacher_path and (d.kl_weight > 0 or d.mse_weight > 0):
+            raise ConfigError("the source stage distils from the teachers run: set teacher_path "
+                              "(or train.distill.kl_weight=0 train.distill.mse_weight=0 to train without teachers)")
+        if self.stage != "source" and self.teacher_path:
+            raise ConfigError(f"teacher_path is only used by the source stage, not by stage {self.stage!r}")
+
+    @property
+    def task_names(self) -> list[str]:
+        return [canonical_name(t.name) if not t.is_custom else t.name for t in self.tasks]
+
+
+def load_run_config(path: str | Path | None, overrides: Sequence[str] = (), data: dict | None = None) -> TextRunConfig:
+    """YAML (+ ``key=value`` overrides) → validated :class:`TextRunConfig`."""
+    return load_config(TextRunConfig, path, overrides, data=data)
