@@ -1,0 +1,72 @@
+"""A complete multitask transfer experiment: teachers → source (per prompt method that a
+multitask sweep line needs) → few-shot sweep on the target. ``mvlpt quickstart`` is this
+function on ``configs/clip/quickstart.yaml``; it composes the same stage runners as the
+individual commands."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from mvlpt.clip.backbone import TINY_CLIP, tiny_clip_config
+from .backbones import BackbonePool
+from .run_config import CLIPRunConfig, config_for_stage, merge
+from .stages import StageResult, run_stage
+from .sweep import run_fewshot
+
+
+def ensure_backbone(cfg: CLIPRunConfig, log: Any = print) -> CLIPRunConfig:
+    """``tiny-clip`` without its shipped weights (not exported yet) → a seeded random tiny CLIP,
+    with a notice; any other backbone is returned unchanged."""
+    from mvlpt.clip.weights import WEIGHTS_FILE, weights_dir
+
+    bb = cfg.backbone
+    if bb.name != TINY_CLIP or bb.model_config or bb.checkpoint or (weights_dir(TINY_CLIP) / WEIGHTS_FILE).is_file():
+        return cfg
+    path = Path(cfg.output_dir) / "tiny-clip-random.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(tiny_clip_config(), indent=1))
+    log(f"note: the shipped tiny-clip weights are not in {weights_dir(TINY_CLIP)}; using a random tiny CLIP "
+        f"({path}) — accuracies are then near chance")
+    return dataclasses.replace(cfg, backbone=dataclasses.replace(bb, name="tiny-clip-random", pretrained=None,
+                                                                  model_config=str(path)))
+
+
+def source_methods(cfg: CLIPRunConfig) -> dict[str, dict[str, Any]]:
+    """Prompt methods of the sweep's multitask (``target``-stage) lines, in order, with the
+    ``prompt`` overrides of the first such line (so that the source has the target's prompt shape)."""
+    out: dict[str, dict[str, Any]] = {}
+    for m in cfg.sweep.methods:
+        if m.stage == "target":
+            method = m.method or cfg.method
+            if method not in out:
+                out[method] = merge({"prompt": m.overrides.get("prompt", {})}, {"prompt": {"method": method}})
+    return out
+
+
+def run_sources(cfg: CLIPRunConfig, pool: BackbonePool, log: Any = print) -> dict[str, list[StageResult]]:
+    """Teachers then source, for each prompt method the sweep transfers from."""
+    done: dict[str, list[StageResult]] = {}
+    for method, extra in source_methods(cfg).items():
+        results = []
+        for stage in ("teachers", "source"):
+            scfg = config_for_stage(cfg, stage, extra)
+            log(f"[{stage} · {method}] {len(scfg.tasks())} source tasks → {scfg.resolved_run_dir()}")
+            res = run_stage(scfg, pool.get(scfg.backbone))
+            log(f"[{stage} · {method}] " + ", ".join(f"{k}={v:.3f}" for k, v in res.metrics.items() if k.endswith("accuracy")))
+            results.append(res)
+        done[method] = results
+    return done
+
+
+def run_experiment(cfg: CLIPRunConfig, log: Any = print, progress: bool = True) -> dict[str, Any]:
+    """Sources, then the few-shot sweep; returns the sweep's output plus ``sources`` and ``time_s``."""
+    t0 = time.perf_counter()
+    pool = BackbonePool()
+    sources = run_sources(cfg, pool, log)
+    out = run_fewshot(cfg, pool, progress=progress)
+    out.update(sources=sources, time_s=time.perf_counter() - t0)
+    return out

@@ -1,0 +1,252 @@
+"""Stage runners: teachers → source → target (and the single-task and zero-shot baselines).
+
+Every trained stage is the same function, :func:`run_training`, over the one training loop
+(:class:`mvlpt.core.Trainer`); stages differ only in data (sources or target), the prompt preset
+of :class:`~mvlpt.clip.task_model.CLIPTaskModel` (``stage``) and a preparation hook: the source
+stage loads the teachers, the target stage points its prompts at the source run. Which prompt
+(CoOp text, VPT visual, UPT unified) is ``prompt.method`` — the runners never branch on it.
+
+Each run directory holds ``config.json`` (the resolved run config, incl. each task's class
+names), ``checkpoints/``, ``metrics.jsonl`` and ``results.md`` / ``results.csv`` (one row per task).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+
+from datasets_vl import collate_vl
+from mvlpt.clip.task_model import CLIPTaskModel, TaskInfo
+from mvlpt.clip.zeroshot import CLIPZeroShot
+from mvlpt.core.checkpoint import load_tensors, write_json
+from mvlpt.core.config import to_dict
+from mvlpt.core.errors import ConfigError
+from mvlpt.core.results import write_table
+from mvlpt.core.trainer import Trainer, seed_everything
+
+from .backbones import Backbone, load_backbone
+from .compat import check_compatible, check_same_tasks, read_run_config
+from .data import RunTask, load_run_tasks
+from .run_config import CLIPRunConfig, config_for_stage, config_from_run
+
+RESULTS = "results"
+
+
+@dataclass
+class StageResult:
+    """What a stage run produced."""
+
+    stage: str
+    run_dir: Path
+    metrics: dict[str, float]
+    tasks: list[dict[str, Any]] = field(default_factory=list)
+    steps: int = 0
+    time_s: float = 0.0
+
+    def accuracy(self, task: str | None = None) -> float:
+        """A task's accuracy (default: the only / first task), else the overall score."""
+        name = task or (self.tasks[0]["name"] if self.tasks else None)
+        return float(self.metrics.get(f"{name}/accuracy", self.metrics.get("score", math.nan)))
+
+
+def task_infos(infos: list[dict[str, Any]]) -> list[TaskInfo]:
+    """Saved task descriptions (``resolved_tasks``) → the model's :class:`TaskInfo` list."""
+    return [TaskInfo(i["name"], i["task_type"], list(i["classnames"]), i["template"]) for i in infos]
+
+
+def per_task_rows(metrics: dict[str, float], names: list[str]) -> list[dict[str, Any]]:
+    """``{"<task>/<metric>": v}`` → one row per task ``{"task", <metric>: v, ...}``."""
+    rows = []
+    for name in names:
+        row: dict[str, Any] = {"task": name}
+        row.update({k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{name}/")})
+        rows.append(row)
+    return rows
+
+
+def write_results(run_dir: Path, metrics: dict[str, float], names: list[str], title: str) -> None:
+    """``results.md`` / ``results.csv``: one row per task."""
+    write_table(per_task_rows(metrics, names), run_dir / RESULTS, title=title)
+
+
+# --------------------------------------------------------------------------------------------
+# stage preparation hooks: (cfg, backbone, tasks) -> (cfg, teacher model or None)
+
+def _prepare_plain(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask]) -> tuple[CLIPRunConfig, Any]:
+    return cfg, None
+
+
+def _prepare_source(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask]) -> tuple[CLIPRunConfig, Any]:
+    """Load the teacher run (vanilla prompts per source task) as a frozen task model sharing the backbone."""
+    path = cfg.resolved_teacher_path()
+    tcfg, prompts_file = read_run_config(path, "teacher run")
+    if tcfg is None:
+        raise ConfigError(f"teacher run {path}: no config.json next to {prompts_file}; give a teacher run directory")
+    check_compatible(tcfg, cfg, "teacher run", path)
+    names = [t.task.name for t in tasks]
+    check_same_tasks(tcfg, names, "teacher run", path)
+    teacher = CLIPTaskModel(bb.model, bb.tokenizer, task_infos([t.info() for t in tasks]), tcfg.prompt, "teachers")
+    teacher.load_trainable_state_dict(load_tensors(prompts_file))
+    return dataclasses.replace(cfg, teacher_path=str(path)), teacher
+
+
+def _prepare_target(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask]) -> tuple[CLIPRunConfig, Any]:
+    """Point the prompts at the source run (``P*`` + mean factors) after checking it fits."""
+    path = cfg.resolved_source_path()
+    scfg, _ = read_run_config(path, "source run")
+    if scfg is not None:
+        check_compatible(scfg, cfg, "source run", path)
+    prompt = cfg.prompt
+    for part in ("text", "visual"):
+        sub = getattr(prompt, part)
+        if not sub.source_path:
+            prompt = dataclasses.replace(prompt, **{part: dataclasses.replace(sub, source_path=str(path))})
+    return dataclasses.replace(cfg, prompt=prompt, source_path=str(path)), None
+
+
+PREPARE: dict[str, Callable[[CLIPRunConfig, Backbone, list[RunTask]], tuple[CLIPRunConfig, Any]]] = {
+    "teachers": _prepare_plain,
+    "single": _prepare_plain,
+    "source": _prepare_source,
+    "target": _prepare_target,
+}
+
+
+# --------------------------------------------------------------------------------------------
+# runners
+
+def _steps(cfg: CLIPRunConfig, tasks: list[RunTask]) -> CLIPRunConfig:
+    if cfg.train_epochs <= 0:
+        return cfg
+    n = sum(len(t.train) for t in tasks if t.train is not None)
+    steps = max(1, math.ceil(cfg.train_epochs * n / cfg.train.batch_size))
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=steps))
+
+
+def _set_threads(cfg: CLIPRunConfig) -> None:
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+
+
+def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageResult:
+    """Train the prompts of ``cfg.stage`` (teachers, source, target or single) and evaluate them."""
+    if cfg.stage not in PREPARE:
+        raise ConfigError(f"stage {cfg.stage!r} does not train; trained stages are {sorted(PREPARE)}")
+    t0 = time.perf_counter()
+    _set_threads(cfg)
+    seed_everything(cfg.train.seed)
+    bb = backbone or load_backbone(cfg.backbone)
+    run_dir = cfg.resolved_run_dir()
+    tasks = load_run_tasks(cfg, bb.preprocess, run_dir)
+    cfg, teacher = PREPARE[cfg.stage](cfg, bb, tasks)
+    cfg = _steps(cfg, tasks)
+    infos = [t.info() for t in tasks]
+    cfg = dataclasses.replace(cfg, resolved_tasks=infos, run_dir=str(run_dir))
+    seed_everything(cfg.train.seed)  # prompt initialisation does not depend on what was loaded before
+    model = CLIPTaskModel(bb.model, bb.tokenizer, task_infos(infos), cfg.prompt, cfg.stage)
+    trainer = Trainer(model, [t.train for t in tasks], collate_vl, cfg.train, run_dir,
+                      eval_datasets=[t.eval for t in tasks], teacher=teacher, run_config=to_dict(cfg))
+    out = trainer.fit()
+    metrics = dict(out["final"])
+    names = [i["name"] for i in infos]
+    write_results(run_dir, metrics, names, f"{cfg.stage} ({cfg.method}) on {cfg.eval_split}")
+    return StageResult(cfg.stage, run_dir, metrics, infos, int(out["step"]), time.perf_counter() - t0)
+
+
+def run_zeroshot(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageResult:
+    """Zero-shot CLIP with hand templates (each task's single template, or its ensemble)."""
+    t0 = time.perf_counter()
+    _set_threads(cfg)
+    bb = backbone or load_backbone(cfg.backbone)
+    run_dir = cfg.resolved_run_dir()
+    tasks = load_run_tasks(cfg, bb.preprocess, run_dir, need_train=False)
+    infos = [t.info() for t in tasks]
+    cfg = dataclasses.replace(cfg, resolved_tasks=infos, run_dir=str(run_dir))
+    key = "ensemble_templates" if cfg.zeroshot_ensemble else "templates"
+    model = CLIPZeroShot(bb.model, bb.tokenizer, task_infos(infos), [i[key] for i in infos])
+    trainer = Trainer(model, [], collate_vl, dataclasses.replace(cfg.train, tensorboard=False), run_dir,
+                      run_config=to_dict(cfg))
+    metrics = trainer.evaluate([t.eval for t in tasks])
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(run_dir / "config.json", to_dict(cfg))
+    trainer.logger.log(0, "eval", metrics)
+    trainer.logger.close()
+    names = [i["name"] for i in infos]
+    kind = "template ensemble" if cfg.zeroshot_ensemble else "single template"
+    write_results(run_dir, metrics, names, f"zero-shot CLIP ({kind}) on {cfg.eval_split}")
+    return StageResult("zeroshot", run_dir, metrics, infos, 0, time.perf_counter() - t0)
+
+
+RUNNERS: dict[str, Callable[..., StageResult]] = {
+    "teachers": run_training, "source": run_training, "target": run_training, "single": run_training,
+    "zeroshot": run_zeroshot,
+}
+
+
+def run_stage(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageResult:
+    """Run ``cfg.stage``."""
+    return RUNNERS[cfg.stage](cfg, backbone)
+
+
+def _staged(stage: str) -> Callable[..., StageResult]:
+    def run(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageResult:
+        return run_stage(config_for_stage(cfg, stage), backbone)
+
+    run.__name__ = f"run_{stage}"
+    run.__doc__ = (f"Run the {stage} stage of an experiment config (its ``stages.{stage}`` section merged in, "
+                   "see :func:`~mvlpt.clip.pipeline.run_config.config_for_stage`).")
+    return run
+
+
+run_teachers = _staged("teachers")
+run_source = _staged("source")
+run_target = _staged("target")
+run_single = _staged("single")
+
+
+def _read_trained(run_dir: str | Path) -> tuple[CLIPRunConfig, Path]:
+    found, prompts_file = read_run_config(run_dir, "trained run")
+    if found is None:
+        raise ConfigError(f"{run_dir}: no config.json; give a run directory written by `mvlpt`")
+    if found.stage not in PREPARE:
+        raise ConfigError(f"{run_dir} is a {found.stage!r} run with no trained prompts")
+    return found, prompts_file
+
+
+def load_trained(run_dir: str | Path, backbone: Backbone | None = None,
+                 infos: list[dict[str, Any]] | None = None) -> tuple[CLIPRunConfig, CLIPTaskModel, Backbone]:
+    """A trained run's task model: its backbone and prompts (from ``config.json`` and the best /
+    latest ``prompts.safetensors``), for its own tasks or for ``infos`` (e.g. a base run
+    evaluated on the new classes). No source or teacher run is needed."""
+    found, prompts_file = _read_trained(run_dir)
+    bb = backbone or load_backbone(found.backbone)
+    check_compatible(found, dataclasses.replace(found, backbone=bb.config), "trained run", run_dir)
+    prompt = found.prompt
+    for part in ("text", "visual"):  # tensors come from the checkpoint, not from a source run
+        sub = getattr(prompt, part)
+        if sub.init == "source" or (sub.init == "auto" and found.stage == "target"):
+            prompt = dataclasses.replace(prompt, **{part: dataclasses.replace(sub, init="random", source_path=None)})
+    model = CLIPTaskModel(bb.model, bb.tokenizer, task_infos(infos or found.resolved_tasks), prompt, found.stage)
+    model.load_trainable_state_dict(load_tensors(prompts_file))
+    return found, model.eval(), bb
+
+
+def evaluate_trained(run_dir: str | Path, cfg: CLIPRunConfig, backbone: Backbone | None = None) -> dict[str, float]:
+    """Evaluate a trained run's prompts on the tasks of ``cfg`` (e.g. the new classes of its target)."""
+    found, _ = _read_trained(run_dir)
+    bb = backbone or load_backbone(found.backbone)
+    tasks = load_run_tasks(cfg, bb.preprocess, None, need_train=False)
+    _, model, _ = load_trained(run_dir, bb, [t.info() for t in tasks])
+    trainer = Trainer(model, [], collate_vl, dataclasses.replace(found.train, tensorboard=False),
+                      Path(run_dir) / "eval_other", run_config=to_dict(found))
+    return trainer.evaluate([t.eval for t in tasks])
+
+
+__all__ = ["RUNNERS", "StageResult", "config_from_run", "evaluate_trained", "load_trained", "run_single", "run_source",
+           "run_stage", "run_target", "run_teachers", "run_training", "run_zeroshot"]

@@ -1,0 +1,136 @@
+"""``mvlpt fewshot``: methods × shots × seeds on the target task → CSV, markdown table, plot.
+
+Each cell is one stage run (:func:`~mvlpt.clip.pipeline.stages.run_stage`) in
+``<out_dir>/<method>/k<K>_s<seed>``; its result is appended to ``<out_dir>/runs.jsonl`` as soon
+as it finishes, so an interrupted sweep resumes by skipping finished cells (and a cell cut
+mid-training resumes from its last checkpoint). Zero-shot methods do not depend on K or the seed:
+they run once. With ``sweep.base_to_new`` the prompts train on the target's base classes and are
+evaluated on the base and the new classes; the table reports their harmonic mean.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from mvlpt.core.config import to_dict
+from mvlpt.core.errors import ConfigError
+
+from .backbones import BackbonePool
+from .report import RUNS_FILE, append_row, harmonic_mean, read_rows, write_results
+from .run_config import CLIPRunConfig, MethodSpec, TaskEntry, config_for_stage, merge, slug
+from .stages import evaluate_trained, run_stage
+
+
+@dataclass
+class Cell:
+    method: MethodSpec
+    shots: int
+    seed: int
+
+    @property
+    def key(self) -> tuple[str, int, int]:
+        return (self.method.name, self.shots, self.seed)
+
+
+def target_of(cfg: CLIPRunConfig) -> TaskEntry:
+    """The sweep's target task (an error naming the key when it is missing)."""
+    if not isinstance(cfg.target, TaskEntry):
+        raise ConfigError("a few-shot sweep needs 'target' (a dataset name or mapping)")
+    return cfg.target
+
+
+def sweep_dir(cfg: CLIPRunConfig) -> Path:
+    """``sweep.out_dir`` or ``<output_dir>/fewshot_<target>``."""
+    if cfg.sweep.out_dir:
+        return Path(cfg.sweep.out_dir)
+    return Path(cfg.output_dir) / f"fewshot_{slug(target_of(cfg).name)}"
+
+
+def cells(cfg: CLIPRunConfig) -> list[Cell]:
+    """The sweep's cells, method-major; a zero-shot method is one cell (K = 0, seed = 0)."""
+    out = []
+    for m in cfg.sweep.methods:
+        if m.stage == "zeroshot":
+            out.append(Cell(m, 0, 0))
+        else:
+            out += [Cell(m, k, s) for k in cfg.sweep.shots for s in cfg.sweep.seeds]
+    return out
+
+
+def cell_config(cfg: CLIPRunConfig, cell: Cell, out_dir: Path, classes: str | None = None) -> CLIPRunConfig:
+    """The stage config of one cell: the target with K shots / seed, the method's prompt and overrides."""
+    target = to_dict(target_of(cfg))
+    target.update(shots=cell.shots, seed=cell.seed or target.get("seed", 1))
+    if classes is not None:
+        target["classes"] = classes
+    run = out_dir / slug(cell.method.name) / (f"k{cell.shots}_s{cell.seed}" if cell.shots else "zeroshot")
+    if classes == "new":
+        run = run.with_name(run.name + "_new")
+    extra: dict[str, Any] = {"target": target, "run_dir": str(run), "zeroshot_ensemble": cell.method.ensemble}
+    if cell.seed:
+        extra["train"] = {"seed": cell.seed}
+    if cell.shots in cfg.sweep.epochs_by_shots:
+        extra["train_epochs"] = cfg.sweep.epochs_by_shots[cell.shots]
+    if cell.method.method:
+        extra["prompt"] = {"method": cell.method.method}
+    return config_for_stage(cfg, cell.method.stage, merge(extra, cell.method.overrides))
+
+
+def run_cell(cfg: CLIPRunConfig, cell: Cell, out_dir: Path, pool: BackbonePool) -> dict[str, Any]:
+    """Run one cell and return its row."""
+    b2n = cfg.sweep.base_to_new
+    ccfg = cell_config(cfg, cell, out_dir, "base" if b2n else None)
+    res = run_stage(ccfg, pool.get(ccfg.backbone))
+    row: dict[str, Any] = {"method": cell.method.name, "stage": ccfg.stage, "prompt": ccfg.method,
+                           "shots": cell.shots, "seed": cell.seed, "accuracy": res.accuracy(),
+                           "steps": res.steps, "time_s": round(res.time_s, 2), "run_dir": str(res.run_dir)}
+    if b2n:
+        ncfg = cell_config(cfg, cell, out_dir, "new")
+        if ncfg.stage == "zeroshot":
+            new = run_stage(ncfg, pool.get(ncfg.backbone)).accuracy()
+        else:
+            metrics = evaluate_trained(res.run_dir, ncfg, pool.get(ncfg.backbone))
+            new = float(next((v for k, v in metrics.items() if k.endswith("/accuracy")), math.nan))
+        base = row["accuracy"]
+        row.update(base=base, new=new, hm=harmonic_mean(base, new))
+    return row
+
+
+def run_fewshot(cfg: CLIPRunConfig, pool: BackbonePool | None = None, progress: bool = True) -> dict[str, Any]:
+    """Run (or resume) the sweep; write ``runs.csv``, ``results.md``/``.csv`` and ``results.png``.
+
+    Returns ``{"rows": [...], "paths": {...}, "table": markdown}``.
+    """
+    pool = pool or BackbonePool()
+    out_dir = sweep_dir(cfg)
+    runs_file = out_dir / RUNS_FILE
+    todo = cells(cfg)
+    done = {(r["method"], r["shots"], r["seed"]) for r in read_rows(runs_file)}
+    bar = tqdm(todo, desc="few-shot sweep", disable=not progress, dynamic_ncols=True)
+    for cell in bar:
+        bar.set_postfix_str(f"{cell.method.name} K={cell.shots} seed={cell.seed}")
+        if cell.key in done:
+            continue
+        append_row(runs_file, run_cell(cfg, cell, out_dir, pool))
+    bar.close()
+    wanted = {c.key for c in todo}
+    latest: dict[tuple[str, int, int], dict[str, Any]] = {}
+    for r in read_rows(runs_file):
+        key = (r["method"], r["shots"], r["seed"])
+        if key in wanted:
+            latest[key] = r
+    rows = [latest[c.key] for c in todo if c.key in latest]
+    metric = "hm" if cfg.sweep.base_to_new else "accuracy"
+    target = target_of(cfg).name
+    title = f"Few-shot transfer to {target}" + (" (base-to-new, harmonic mean)" if cfg.sweep.base_to_new else "")
+    paths = write_results(rows, out_dir, cfg.sweep.shots, metric, title)
+    if cfg.sweep.base_to_new:
+        for m in ("base", "new"):
+            sub = write_results(rows, out_dir / m, cfg.sweep.shots, m, f"Few-shot transfer to {target}: {m} classes")
+            paths.update({f"{m}_{k}": v for k, v in sub.items()})
+    return {"rows": rows, "paths": paths, "table": Path(paths["table_md"]).read_text()}

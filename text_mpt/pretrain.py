@@ -1,0 +1,319 @@
+"""Span-corruption pretraining of a miniature T5 (``tiny-t5``) with the one training loop.
+
+1. A SentencePiece unigram vocabulary is trained on the GLUE/SuperGLUE *training* text and saved as
+   a ``T5Tokenizer`` directory (``<pad>``=0, ``</s>``=1, ``<unk>``=2, ``<extra_id_*>`` sentinels).
+2. The text is tokenized, concatenated and cut into chunks; each draw corrupts a chunk with T5's
+   span corruption (:mod:`text_mpt.span_corruption`).
+3. The whole ``T5ForConditionalGeneration`` is the trainable module of a :class:`T5PretrainModel`.
+4. The export is a ``save_pretrained`` directory (fp16 safetensors + tokenizer + ``metadata.json``)
+   that ``backbone.name: <dir>`` loads.
+
+Command::
+
+    python -m text_mpt.pretrain --config configs/pretrain/tiny_t5.yaml [key=value ...]
+    python -m text_mpt.pretrain --config ... --export-only   # export the run's last checkpoint
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor, nn
+
+from mvlpt.core.checkpoint import write_json
+from mvlpt.core.config import load_config, to_dict
+from mvlpt.core.errors import ConfigError
+from mvlpt.core.task_model import Batch, StepOutput, TaskModel
+from mvlpt.core.train_config import TrainConfig
+from mvlpt.core.trainer import Trainer
+
+from .pretrain_data import (SpanCorruptionDataset, collate, default_data_root, make_chunks, read_texts, sentinel_ids,
+                            train_tokenizer)
+from .span_corruption import span_corrupt
+
+#: a fixed text (not from any dataset) whose span-corruption loss is recorded at export and re-checked by tests
+FIXED_TEXT = ("The committee met on Tuesday to discuss the new library, which will open next spring. "
+              "Most members agreed that the building should stay open late, although a few worried about the cost. "
+              "A short report on the plans will be published before the end of the month.")
+
+
+@dataclass
+class T5ModelConfig:
+    """The T5 architecture (``T5Config`` fields; ``vocab_size`` comes from the tokenizer)."""
+
+    d_model: int = 128
+    d_ff: int = 512
+    num_layers: int = 4
+    num_heads: int = 4
+    d_kv: int = 32
+    feed_forward_proj: str = "gated-gelu"
+    dropout_rate: float = 0.0
+
+
+@dataclass
+class T5DataConfig:
+    """Pretraining text and corruption.
+
+    Attributes:
+        root: shared data folder ("" = ``$MVLPT_SHARED_DATA`` or ``../shared/data``).
+        files: JSON Lines files under ``root`` (training splits only).
+        vocab_size: SentencePiece pieces (sentinels come on top).
+        extra_ids: number of ``<extra_id_i>`` sentinels.
+        chunk_length: raw tokens per pretraining example (before corruption).
+        noise_density / mean_noise_span_length: T5 span corruption (0.15, 3).
+        eval_fraction: share of chunks held out (fixed corruption) for evaluation.
+        max_chunks: cap on training chunks (0 = all).
+    """
+
+    root: str = ""
+    files: list[str] = field(default_factory=lambda: [
+        f"glue/{t}/train.jsonl" for t in ("MNLI", "QNLI", "QQP", "SST-2", "RTE", "MRPC", "CoLA", "STS-B")
+    ] + [f"superglue/{t}/train.jsonl" for t in ("BoolQ", "CB", "COPA", "RTE", "WiC", "WSC", "MultiRC")])
+    vocab_size: int = 8000
+    extra_ids: int = 100
+    chunk_length: int = 96
+    noise_density: float = 0.15
+    mean_noise_span_length: float = 3.0
+    eval_fraction: float = 0.02
+    max_chunks: int = 0
+
+    def validate(self) -> None:
+        if not self.files:
+            raise ConfigError("data.files must list at least one JSON Lines file")
+        if not 0 < self.noise_density < 1:
+            raise ConfigError(f"data.noise_density must be in (0, 1), found {self.noise_density}")
+        spans = round(round(self.chunk_length * self.noise_density) / self.mean_noise_span_length)
+        if spans > self.extra_ids:
+            raise ConfigError(f"data.chunk_length={self.chunk_length} gives ~{spans} noise spans but only "
+                              f"data.extra_ids={self.extra_ids} sentinels")
+
+
+@dataclass
+class T5PretrainConfig:
+    """A T5 pretraining recipe (``export_dir``: "" = none, ``package`` = ``text_mpt/weights/tiny-t5``)."""
+
+    name: str = "tiny-t5"
+    model: T5ModelConfig = field(default_factory=T5ModelConfig)
+    data: T5DataConfig = field(default_factory=T5DataConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    run_dir: str = "runs/pretrain/tiny-t5"
+    export_dir: str = ""
+    threads: int = 0
+
+
+# ---------------------------------------------------------------------------------------------- model
+
+def build_t5(cfg: T5ModelConfig, vocab_size: int, seed: int = 0) -> nn.Module:
+    """A seeded random ``T5ForConditionalGeneration`` (tied embeddings; pad 0, EOS 1, decoder start 0)."""
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    t5cfg = T5Config(vocab_size=vocab_size, d_model=cfg.d_model, d_ff=cfg.d_ff, num_layers=cfg.num_layers,
+                     num_decoder_layers=cfg.num_layers, num_heads=cfg.num_heads, d_kv=cfg.d_kv,
+                     feed_forward_proj=cfg.feed_forward_proj, dropout_rate=cfg.dropout_rate,
+                     tie_word_embeddings=True, decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return T5ForConditionalGeneration(t5cfg)
+
+
+class T5PretrainModel(TaskModel):
+    """A whole T5 trained on span corruption; evaluation reports loss and target-token accuracy."""
+
+    def __init__(self, t5: nn.Module):
+        super().__init__()
+        self.t5 = t5
+        self.task_names = ["span_corruption"]
+
+    def step(self, batch: Batch) -> StepOutput:
+        out = self.t5(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
+        return StepOutput(loss=out.loss)
+
+    @torch.no_grad()
+    def predict(self, batch: Batch) -> list[dict[str, Any]]:
+        labels = batch["labels"]
+        logits = self.t5(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=labels).logits
+        valid = labels != -100
+        nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none")
+        correct = (logits.argmax(-1) == labels) & valid
+        return [{"task_id": int(t), "index": int(i), "nll": float((nll[k] * valid[k]).sum()),
+                 "correct": int(correct[k].sum()), "tokens": int(valid[k].sum())}
+                for k, (t, i) in enumerate(zip(batch["task_ids"].tolist(), batch["index"].tolist()))]
+
+    def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, float]:
+        tokens = max(1, sum(r["tokens"] for r in records))
+        acc = sum(r["correct"] for r in records) / tokens
+        return {"eval_loss": sum(r["nll"] for r in records) / tokens, "token_accuracy": acc, "score": acc}
+
+    def prompt_modules(self) -> dict[str, nn.Module]:
+        return {"t5": self.t5}
+
+    def _tied_keys(self) -> set[str]:
+        """State keys whose tensor repeats an earlier one (tied embeddings / LM head)."""
+        seen, tied = set(), set()
+        for k, v in self.t5.state_dict().items():
+            ptr = (v.untyped_storage().data_ptr(), v.storage_offset(), tuple(v.shape))
+            (tied.add(k) if ptr in seen else seen.add(ptr))
+        return tied
+
+    def trainable_state_dict(self) -> dict[str, Tensor]:
+        """The T5 state without tied duplicates (safetensors refuses shared tensors)."""
+        tied = self._tied_keys()
+        return {f"t5.{k}": v for k, v in self.t5.state_dict().items() if k not in tied}
+
+    def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
+        """Inverse of :meth:`trainable_state_dict` (tied tensors follow their source)."""
+        sub = {k[3:]: v for k, v in state.items() if k.startswith("t5.")}
+        missing, unexpected = self.t5.load_state_dict(sub, strict=False)
+        if unexpected or set(missing) - self._tied_keys():
+            from mvlpt.core.errors import CheckpointError
+
+            raise CheckpointError(f"t5: checkpoint does not match the model: missing {sorted(set(missing) - self._tied_keys())}, "
+                                  f"unexpected {sorted(unexpected)}")
+
+
+# ---------------------------------------------------------------------------------------------- run
+
+def git_commit() -> dict[str, Any]:
+    """``{"commit": HEAD or None, "dirty": bool}`` of the repository holding this file."""
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[1]
+    try:
+        run_git = lambda *a: subprocess.run(["git", *a], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
+        return {"commit": run_git("rev-parse", "HEAD"), "dirty": bool(run_git("status", "--porcelain"))}
+    except (OSError, subprocess.CalledProcessError):
+        return {"commit": None, "dirty": None}
+
+
+def resolve_export_dir(value: str) -> Path | None:
+    if not value:
+        return None
+    return Path(__file__).resolve().parent / "weights" / "tiny-t5" if value == "package" else Path(value)
+
+
+def prepare(cfg: T5PretrainConfig) -> tuple[Any, SpanCorruptionDataset, SpanCorruptionDataset, dict[str, Any]]:
+    """Tokenizer (trained into ``run_dir/tokenizer``), training and evaluation datasets, data stats."""
+    d = cfg.data
+    root = Path(d.root) if d.root else default_data_root()
+    texts = read_texts(root, d.files)
+    tok = train_tokenizer(texts, Path(cfg.run_dir) / "tokenizer", d.vocab_size, d.extra_ids)
+    chunks = make_chunks(tok, texts, d.chunk_length)
+    random.Random(cfg.train.seed).shuffle(chunks)
+    n_eval = max(1, int(len(chunks) * d.eval_fraction))
+    train_chunks = chunks[n_eval:][: d.max_chunks or None]
+    sent = sentinel_ids(tok, d.extra_ids)
+    args = (sent, tok.eos_token_id, d.noise_density, d.mean_noise_span_length)
+    stats = {"texts": len(texts), "chunks_train": len(train_chunks), "chunks_eval": n_eval,
+             "tokens_train": len(train_chunks) * d.chunk_length, "vocab": len(tok)}
+    return tok, SpanCorruptionDataset(train_chunks, *args), SpanCorruptionDataset(chunks[:n_eval], *args, fixed=True), stats
+
+
+@torch.no_grad()
+def fixed_sample_loss(t5: nn.Module, tokenizer: Any, extra_ids: int, text: str = FIXED_TEXT) -> float:
+    """Span-corruption loss (fp32, seed 0) of ``text``: a reproducible fingerprint of the weights."""
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    inputs, labels = span_corrupt(ids, sentinel_ids(tokenizer, extra_ids), tokenizer.eos_token_id, rng=random.Random(0))
+    was_training = t5.training
+    t5.eval()
+    loss = t5(input_ids=torch.tensor([inputs]), labels=torch.tensor([labels])).loss
+    t5.train(was_training)
+    return float(loss)
+
+
+def export_t5(t5: nn.Module, tokenizer: Any, cfg: T5PretrainConfig, out_dir: str | Path, extra: dict[str, Any]) -> Path:
+    """``save_pretrained`` of the model (fp16 safetensors, loads as fp32) plus the tokenizer and ``metadata.json``."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    import copy
+
+    copy.deepcopy(t5).half().save_pretrained(str(out), safe_serialization=True)
+    # fp16 on disk, fp32 when loaded (from_pretrained's default dtype follows the config)
+    config = json.loads((out / "config.json").read_text())
+    config["dtype"] = "float32"
+    (out / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    tokenizer.save_pretrained(str(out))
+    sp_model = Path(cfg.run_dir) / "tokenizer" / "sentencepiece.model"
+    if sp_model.is_file():
+        (out / "sentencepiece.model").write_bytes(sp_model.read_bytes())
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    shipped = T5ForConditionalGeneration.from_pretrained(str(out))
+    loss = fixed_sample_loss(shipped, AutoTokenizer.from_pretrained(str(out)), cfg.data.extra_ids)
+    write_json(out / "metadata.json", {"name": cfg.name, "parameters": sum(p.numel() for p in t5.parameters()),
+                                       "file_bytes": (out / "model.safetensors").stat().st_size,
+                                       "pretraining_data": cfg.data.files, **git_commit(), **extra,
+                                       "fixed_sample_loss": loss, "config": to_dict(cfg)})
+    return out
+
+
+def run(cfg: T5PretrainConfig, export: bool = True) -> dict[str, Any]:
+    """Train the tokenizer, pretrain (resuming from the latest checkpoint) and export."""
+    if cfg.threads > 0:
+        torch.set_num_threads(cfg.threads)
+    tok, train_ds, eval_ds, stats = prepare(cfg)
+    write_json(Path(cfg.run_dir) / "data_stats.json", stats)
+    model = T5PretrainModel(build_t5(cfg.model, len(tok), cfg.train.seed))
+    print(f"tiny-t5 pretraining: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {stats}", flush=True)
+    trainer = Trainer(model, [train_ds], collate, cfg.train, cfg.run_dir, eval_datasets=[eval_ds], run_config=to_dict(cfg))
+    t0 = time.time()
+    result = trainer.fit()
+    result["train_seconds"] = round(time.time() - t0, 1)
+    result["vocab"] = len(tok)
+    out = resolve_export_dir(cfg.export_dir)
+    if export and out is not None:
+        export_t5(model.t5, tok, cfg, out, {"steps": result["step"], "train_seconds": result["train_seconds"],
+                                            "data_stats": stats, "final_eval": result["final"]})
+        result["export_dir"] = str(out)
+    return result
+
+
+def export_from_run(cfg: T5PretrainConfig) -> Path:
+    """Export the latest checkpoint of ``cfg.run_dir`` with the tokenizer trained by that run (``--export-only``)."""
+    from transformers import AutoTokenizer
+
+    from mvlpt.core.checkpoint import latest_checkpoint, load_tensors, read_json
+    from mvlpt.core.errors import CheckpointError
+
+    run_dir = Path(cfg.run_dir)
+    ckpt = latest_checkpoint(run_dir / "checkpoints")
+    if ckpt is None or not (run_dir / "tokenizer").is_dir():
+        raise CheckpointError(f"nothing to export in {run_dir}: expected checkpoints/step_<n> and tokenizer/")
+    out = resolve_export_dir(cfg.export_dir)
+    if out is None:
+        raise ConfigError("--export-only needs export_dir (a path, or 'package')")
+    tok = AutoTokenizer.from_pretrained(str(run_dir / "tokenizer"))
+    model = T5PretrainModel(build_t5(cfg.model, len(tok), cfg.train.seed))
+    model.load_trainable_state_dict(load_tensors(ckpt / "prompts.safetensors"))
+    state = read_json(ckpt / "trainer_state.json")
+    extra: dict[str, Any] = {"steps": state["step"], "final_eval": state["best"]["metrics"]}
+    if (run_dir / "data_stats.json").is_file():
+        extra["data_stats"] = read_json(run_dir / "data_stats.json")
+    return export_t5(model.t5, tok, cfg, out, extra)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``pretrain`` command of tiny-t5."""
+    p = argparse.ArgumentParser(prog="text-mpt pretrain", description=__doc__.split("\n\n")[0])
+    p.add_argument("--config", required=True, help="YAML recipe, e.g. configs/pretrain/tiny_t5.yaml")
+    p.add_argument("--no-export", action="store_true", help="train only")
+    p.add_argument("--export-only", action="store_true", help="export the run's latest checkpoint, no training")
+    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=10")
+    args = p.parse_args(argv)
+    cfg = load_config(T5PretrainConfig, args.config, args.overrides)
+    if args.export_only:
+        print(f"exported to {export_from_run(cfg)}")
+        return 0
+    result = run(cfg, export=not args.no_export)
+    print(json.dumps({k: v for k, v in result.items() if k != "best"}, indent=2, default=str))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
