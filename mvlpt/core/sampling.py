@@ -32,11 +32,14 @@ class SamplingConfig:
             or ``uniform`` (p_k = 1/K).
         temperature: T for the temperature strategy (1 = proportional, ∞ → uniform).
         max_examples_per_task: cap n_k when computing the mixing rates (0 = no cap).
+        task_grouped: every (global) batch holds one task, drawn with the mixing rates; the CLIP
+            head then encodes one task's class prompts per step instead of nearly all of them.
     """
 
     strategy: Literal["proportional", "temperature", "uniform"] = "proportional"
     temperature: float = 2.0
     max_examples_per_task: int = 0
+    task_grouped: bool = False
 
 
 def task_probabilities(sizes: Sequence[int], cfg: SamplingConfig) -> list[float]:
@@ -141,7 +144,11 @@ class MultiTaskBatchSampler(Sampler[list[tuple[int, int, int]]]):
         draw = 0
         while True:
             batch = []
-            for t in rng.choices(tasks, weights=self.probs, k=global_bs):
+            if self.cfg.task_grouped:
+                drawn = [rng.choices(tasks, weights=self.probs, k=1)[0]] * global_bs
+            else:
+                drawn = rng.choices(tasks, weights=self.probs, k=global_bs)
+            for t in drawn:
                 if cursors[t] == 0:
                     perms[t] = list(range(self.sizes[t]))
                     random.Random(f"{self.seed}-{t}-{passes[t]}").shuffle(perms[t])

@@ -152,3 +152,22 @@ def test_nonfinite_loss_stop_and_skip(tmp_path):
     out = Trainer(model, _datasets(), toy_collate, _cfg(max_steps=10, nonfinite="skip"), tmp_path / "skip").fit()
     assert out["skipped_batches"] == 1 and out["step"] == 10
     assert all(torch.isfinite(p).all() for p in model.prompt.parameters())
+
+
+def test_sampler_mixing_grouping_and_rank_shards():
+    from mvlpt.core import MultiTaskBatchSampler, SamplingConfig
+    from mvlpt.core.sampling import task_probabilities
+
+    assert task_probabilities([100, 400], SamplingConfig("proportional")) == [0.2, 0.8]
+    assert task_probabilities([100, 400], SamplingConfig("uniform")) == [0.5, 0.5]
+    t = task_probabilities([100, 400], SamplingConfig("temperature", temperature=2.0))
+    assert t[0] == pytest.approx(10 / 30)
+    grouped = MultiTaskBatchSampler([30, 50, 20], 8, SamplingConfig(task_grouped=True), seed=3)
+    batches = [b for _, b in zip(range(20), grouped)]
+    assert all(len({k[0] for k in b}) == 1 for b in batches)
+    assert len({b[0][0] for b in batches}) > 1
+    # within a pass, no example repeats; two ranks split one global batch without overlap
+    one = next(iter(MultiTaskBatchSampler([30, 50], 8, seed=1)))
+    r0 = next(iter(MultiTaskBatchSampler([30, 50], 4, seed=1, rank=0, world_size=2)))
+    r1 = next(iter(MultiTaskBatchSampler([30, 50], 4, seed=1, rank=1, world_size=2)))
+    assert r0 + r1 == one and len(set(one)) == 8
