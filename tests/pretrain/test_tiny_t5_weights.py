@@ -1,0 +1,47 @@
+"""The shipped tiny-t5: loads offline (fp32) with its own tokenizer and reproduces its recorded loss."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from mvlpt.core.checkpoint import load_tensors
+from text_mpt import pretrain
+
+WEIGHTS = Path(pretrain.__file__).resolve().parent / "weights" / "tiny-t5"
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from transformers import AutoTokenizer, T5ForConditionalGeneration
+
+    return T5ForConditionalGeneration.from_pretrained(str(WEIGHTS)), AutoTokenizer.from_pretrained(str(WEIGHTS))
+
+
+def test_shipped_files_are_fp16_and_small():
+    for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "sentencepiece.model",
+                 "metadata.json", "README.md"):
+        assert (WEIGHTS / name).is_file(), name
+    assert (WEIGHTS / "model.safetensors").stat().st_size < 8e6
+    assert {t.dtype for t in load_tensors(WEIGHTS / "model.safetensors").values()} == {torch.float16}
+
+
+def test_loads_in_fp32_with_t5_tokenizer(shipped):
+    model, tok = shipped
+    assert model.dtype == torch.float32 and model.config.vocab_size == len(tok)
+    assert (tok.pad_token_id, tok.eos_token_id, tok.unk_token_id) == (0, 1, 2)
+    assert len(set(pretrain.sentinel_ids(tok, 100))) == 100
+    text = "The premise does not entail the hypothesis."
+    assert tok.decode(tok(text).input_ids, skip_special_tokens=True) == text
+
+
+def test_reproduces_recorded_span_corruption_loss(shipped):
+    model, tok = shipped
+    meta = json.loads((WEIGHTS / "metadata.json").read_text())
+    loss = pretrain.fixed_sample_loss(model, tok, meta["config"]["data"]["extra_ids"])
+    assert loss == pytest.approx(meta["fixed_sample_loss"], abs=1e-5)
+    random_init = pretrain.build_t5(pretrain.T5ModelConfig(**meta["config"]["model"]), len(tok))
+    assert loss < pretrain.fixed_sample_loss(random_init, tok, 100) - 2.0  # it learned something
