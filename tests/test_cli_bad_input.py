@@ -8,8 +8,8 @@ from mvlpt.clip import cli as clip_cli
 from text_mpt import cli as text_cli
 
 ROOT = Path(__file__).resolve().parents[1]
-QUICK = str(ROOT / QUICK)
-TINY_TEXT = str(ROOT / TINY_TEXT)
+QUICK = str(ROOT / "configs/clip/quickstart.yaml")
+TINY_TEXT = str(ROOT / "configs/text/tiny/teachers.yaml")
 
 
 def _run(main, argv, capsys):
