@@ -38,7 +38,10 @@ def _read_split(spec: DatasetSpec, ddir: Path, split: str, files: dict[str, str]
     if not img_root.is_dir():
         raise DatasetNotFoundError(f"{spec.name}/{split}: image root {img_root} not found. {hint}")
     subtype = qdata.get("data_subtype") or Path(files.get("images", "")).name
-    anns = {a["question_id"]: a for a in adata.get("annotations", [])}
+    if not isinstance(adata, dict) or not isinstance(adata.get("annotations"), list):
+        raise DataError(f"{spec.name}/{split}: {files['annotations']} has no 'annotations' list; expected the VQAv2 "
+                        "annotations layout {\"annotations\": [{\"question_id\", \"answers\": [...10 answers]}]}")
+    anns = {a["question_id"]: a for a in adata["annotations"]}
     rows = []
     for q in qdata.get("questions", []):
         qid = q.get("question_id")
