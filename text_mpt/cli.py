@@ -7,6 +7,7 @@
     text-mpt predict  RUN_DIR --input rows.jsonl [--output preds.jsonl] [--mode rank|generate]
     text-mpt export-peft RUN_DIR ADAPTER_DIR
     text-mpt import-peft ADAPTER_DIR OUT_DIR [--config CONFIG.yaml [key=value ...]]
+    text-mpt pretrain --config configs/pretrain/tiny_t5.yaml [key=value ...]
 """
 
 from __future__ import annotations
@@ -102,7 +103,12 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: library errors are printed as one line (exit code 2)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
     try:
+        if argv[:1] == ["pretrain"]:  # span-corruption pretraining of the tiny T5 (its own parser)
+            from .pretrain import main as pretrain_main
+
+            return pretrain_main(argv[1:])
         return run(argv)
     except (MVLPTError, FileNotFoundError) as e:
         print(f"text-mpt: error: {e}", file=sys.stderr)
