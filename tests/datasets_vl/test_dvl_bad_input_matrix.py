@@ -3,7 +3,7 @@
 import json
 
 import pytest
-from conftest import make_vqa
+from dvl_helpers import make_vqa
 
 from datasets_vl import DataError, DatasetNotFoundError, load_task
 from mvlpt.core import MultiTaskDataset

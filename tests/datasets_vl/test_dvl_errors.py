@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import make_tree
+from dvl_helpers import make_tree
 
 from datasets_vl import ConfigError, DataError, load_task, make_spec
 
@@ -34,7 +34,7 @@ def test_symlink_escaping_the_root_is_refused(tmp_path):
 
 def test_label_outside_the_class_list(tmp_path):
     import datasets
-    from conftest import write_image
+    from dvl_helpers import write_image
 
     d = tmp_path / "hf"
     d.mkdir()
@@ -105,7 +105,7 @@ def test_spec_validation():
 
 
 def test_vqa_question_without_annotation(tmp_path):
-    from conftest import make_vqa
+    from dvl_helpers import make_vqa
 
     files = make_vqa(tmp_path, "train", [("a.png", "q?", ["yes"] * 10)])
     (tmp_path / "train_a.json").write_text(json.dumps({"annotations": []}))

@@ -6,7 +6,7 @@ import json
 from collections import Counter
 
 import pytest
-from conftest import make_tree
+from dvl_helpers import make_tree
 
 from datasets_vl import (
     DataError,

@@ -6,7 +6,7 @@ import warnings
 
 import pytest
 import torch
-from conftest import make_tree
+from dvl_helpers import make_tree
 from torch.utils.data import DataLoader
 
 from datasets_vl import DataError, UnreadableTracker, VLDataset, absorb_skipped, apply_few_shot, collate_vl, load_task

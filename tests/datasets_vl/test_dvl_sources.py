@@ -8,7 +8,7 @@ from pathlib import Path
 import datasets
 import pytest
 import torch
-from conftest import make_tree, make_vqa, write_image
+from dvl_helpers import make_tree, make_vqa, write_image
 
 from datasets_vl import DATASETS, DatasetNotFoundError, load_task
 from datasets_vl.errors import ConfigError
