@@ -8,7 +8,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = ROOT.parent / "shared" / "data"
 sys.path.insert(0, str(Path(__file__).parent / "core"))
 
-torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+# one thread: the tiny test models gain nothing from more, and CI machines are small and shared
+torch.set_num_threads(1)
 
 
 @pytest.fixture

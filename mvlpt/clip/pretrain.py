@@ -359,8 +359,13 @@ def export_from_run(cfg: ClipPretrainConfig) -> Path:
     clip = build_clip(cfg.model)
     state = load_tensors(ckpt / "prompts.safetensors")
     clip.load_state_dict({k[len("clip."):]: v for k, v in state.items() if k.startswith("clip.")})
-    step = json.loads((ckpt / "trainer_state.json").read_text())["step"]
-    return export_clip(clip, cfg, out, {"steps": step})
+    extra: dict[str, Any] = {"steps": json.loads((ckpt / "trainer_state.json").read_text())["step"]}
+    log = Path(cfg.run_dir) / "metrics.jsonl"
+    if log.is_file():  # wall-clock training time, as logged by the loop
+        train = [r for r in map(json.loads, log.read_text().splitlines()) if r.get("split") == "train" and "elapsed_s" in r]
+        if train:
+            extra["train_seconds"] = train[-1]["elapsed_s"]
+    return export_clip(clip, cfg, out, extra)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
