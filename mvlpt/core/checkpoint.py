@@ -72,7 +72,16 @@ def save_tensors(path: str | Path, tensors: Mapping[str, Tensor], metadata: Mapp
     """Save tensors atomically (temp file, then rename)."""
     path = Path(path)
     tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().contiguous().cpu() for k, v in tensors.items()}, str(tmp), metadata=dict(metadata or {}))
+    out: dict[str, Tensor] = {}
+    seen: set[tuple[int, int]] = set()
+    for k, v in tensors.items():
+        t = v.detach().contiguous().cpu()
+        key = (t.untyped_storage().data_ptr(), t.storage_offset())
+        if key in seen:  # tied weights (e.g. T5's shared embedding): safetensors refuses shared storage
+            t = t.clone()
+        seen.add((t.untyped_storage().data_ptr(), t.storage_offset()))
+        out[k] = t
+    save_file(out, str(tmp), metadata=dict(metadata or {}))
     os.replace(tmp, path)
 
 

@@ -22,6 +22,7 @@ class OptimConfig:
         momentum: SGD momentum.
         betas: AdamW betas.
         fused: use the fused CUDA implementation when on GPU.
+        decay_1d: also decay 1-D parameters (biases, norm scales, logit scales); off by default.
     """
 
     name: Literal["adamw", "sgd"] = "adamw"
@@ -30,6 +31,7 @@ class OptimConfig:
     momentum: float = 0.9
     betas: tuple[float, float] = (0.9, 0.999)
     fused: bool = True
+    decay_1d: bool = False
 
 
 @dataclass
@@ -48,10 +50,15 @@ def build_optimizer(params: Iterable[torch.nn.Parameter], cfg: OptimConfig) -> t
     if not params:
         raise ValueError("no trainable parameters: check which prompt groups the stage trains")
     on_cuda = all(p.is_cuda for p in params)
+    decay = [p for p in params if cfg.decay_1d or p.dim() > 1]
+    no_decay = [p for p in params if not (cfg.decay_1d or p.dim() > 1)]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    groups = [g for g in groups if g["params"]]
     if cfg.name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, betas=cfg.betas, weight_decay=cfg.weight_decay,
-                                 fused=bool(cfg.fused and on_cuda) or None)
-    return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
+        return torch.optim.AdamW(groups, lr=cfg.lr, betas=cfg.betas, fused=bool(cfg.fused and on_cuda) or None)
+    return torch.optim.SGD(groups, lr=cfg.lr, momentum=cfg.momentum)
 
 
 def lr_factor(step: int, total_steps: int, cfg: ScheduleConfig) -> float:

@@ -106,3 +106,21 @@ def test_checkpoint_of_another_prompt_shape(tmp_path):
         model.load_trainable_state_dict({})
     with pytest.raises(FileNotFoundError, match="no prompts found"):
         ckpt.load_run_prompts(tmp_path / "missing_run")
+
+
+def test_tied_weights_are_saved_and_loaded(tmp_path):
+    w = torch.randn(4, 3)
+    ckpt.save_tensors(tmp_path / "t.safetensors", {"enc.weight": w, "dec.weight": w})
+    back = ckpt.load_tensors(tmp_path / "t.safetensors")
+    assert torch.equal(back["enc.weight"], w) and torch.equal(back["dec.weight"], w)
+
+
+def test_one_dimensional_parameters_are_not_decayed_by_default():
+    from mvlpt.core import OptimConfig
+    from mvlpt.core.optim import build_optimizer
+
+    lin = torch.nn.Linear(3, 2)
+    opt = build_optimizer(lin.parameters(), OptimConfig(weight_decay=0.1))
+    assert [(len(g["params"]), g["weight_decay"]) for g in opt.param_groups] == [(1, 0.1), (1, 0.0)]
+    opt = build_optimizer(lin.parameters(), OptimConfig(weight_decay=0.1, decay_1d=True))
+    assert [(len(g["params"]), g["weight_decay"]) for g in opt.param_groups] == [(2, 0.1)]
