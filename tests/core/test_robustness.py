@@ -19,6 +19,14 @@ SCRIPT = str(Path(__file__).with_name("toy_train.py"))
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def _run(args, **kw):
     return subprocess.run([sys.executable, SCRIPT, *args], env=ENV, capture_output=True, text=True, timeout=180, **kw)
 
@@ -35,7 +43,7 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     """2 ranks at per-rank batch B/2 give the parameters of 1 process at batch B."""
     single = _run([str(tmp_path / "one"), "batch_size=8", "max_steps=6", "eval_every=3"])
     assert single.returncode == 0, single.stderr
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29533",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            SCRIPT, str(tmp_path / "two"), "batch_size=4", "max_steps=6", "eval_every=3"]
     two = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
     assert two.returncode == 0, two.stderr[-3000:]
