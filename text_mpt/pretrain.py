@@ -16,7 +16,6 @@ Command::
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 import time
@@ -27,8 +26,9 @@ from typing import Any, Sequence
 import torch
 from torch import Tensor, nn
 
+from mvlpt.core.commands import train_and_export_main
 from mvlpt.core.checkpoint import write_json
-from mvlpt.core.config import load_config, to_dict
+from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
 from mvlpt.core.task_model import Batch, StepOutput, TaskModel
 from mvlpt.core.train_config import TrainConfig
@@ -300,19 +300,8 @@ def export_from_run(cfg: T5PretrainConfig) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``pretrain`` command of tiny-t5."""
-    p = argparse.ArgumentParser(prog="text-mpt pretrain", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True, help="YAML recipe, e.g. configs/pretrain/tiny_t5.yaml")
-    p.add_argument("--no-export", action="store_true", help="train only")
-    p.add_argument("--export-only", action="store_true", help="export the run's latest checkpoint, no training")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=10")
-    args = p.parse_args(argv)
-    cfg = load_config(T5PretrainConfig, args.config, args.overrides)
-    if args.export_only:
-        print(f"exported to {export_from_run(cfg)}")
-        return 0
-    result = run(cfg, export=not args.no_export)
-    print(json.dumps({k: v for k, v in result.items() if k != "best"}, indent=2, default=str))
-    return 0
+    return train_and_export_main(argv, "text-mpt pretrain", __doc__.split("\n\n")[0], T5PretrainConfig, run, export_from_run,
+                                 "configs/pretrain/tiny_t5.yaml")
 
 
 if __name__ == "__main__":

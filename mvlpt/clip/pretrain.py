@@ -13,7 +13,6 @@ Command::
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
 import subprocess
@@ -25,8 +24,9 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
+from mvlpt.core.commands import train_and_export_main
 from mvlpt.core.checkpoint import latest_checkpoint, load_tensors, save_tensors, write_json
-from mvlpt.core.config import load_config, to_dict
+from mvlpt.core.config import to_dict
 from mvlpt.core.errors import CheckpointError, ConfigError, DataError
 from mvlpt.core.task_model import Batch, StepOutput, TaskModel
 from mvlpt.core.train_config import TrainConfig
@@ -370,19 +370,8 @@ def export_from_run(cfg: ClipPretrainConfig) -> Path:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``pretrain`` command of tiny-clip."""
-    p = argparse.ArgumentParser(prog="mvlpt pretrain", description=__doc__.split("\n\n")[0])
-    p.add_argument("--config", required=True, help="YAML recipe, e.g. configs/pretrain/tiny_clip.yaml")
-    p.add_argument("--export-only", action="store_true", help="export the run's latest checkpoint, no training")
-    p.add_argument("--no-export", action="store_true", help="train only")
-    p.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=10")
-    args = p.parse_args(argv)
-    cfg = load_config(ClipPretrainConfig, args.config, args.overrides)
-    if args.export_only:
-        print(f"exported to {export_from_run(cfg)}")
-        return 0
-    result = run(cfg, export=not args.no_export)
-    print(json.dumps({k: v for k, v in result.items() if k != "best"}, indent=2, default=str))
-    return 0
+    return train_and_export_main(argv, "mvlpt pretrain", __doc__.split("\n\n")[0], ClipPretrainConfig, run, export_from_run,
+                                 "configs/pretrain/tiny_clip.yaml")
 
 
 if __name__ == "__main__":
