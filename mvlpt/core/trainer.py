@@ -273,6 +273,7 @@ class Trainer:
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,
                    disable=not (cfg.progress and self.info.is_main))
         window: list[dict[str, float]] = []
+        last_eval: tuple[int, dict[str, float]] | None = None
         t0 = time.perf_counter()
         try:
             while self.step < cfg.max_steps:
@@ -293,6 +294,7 @@ class Trainer:
                 last = self.step == cfg.max_steps
                 if self.eval_datasets and ((cfg.eval_every and self.step % cfg.eval_every == 0) or last):
                     metrics = self.evaluate()
+                    last_eval = (self.step, metrics)
                     self.logger.log(self.step, "eval", metrics)
                     self._save_best(metrics)
                 if (cfg.save_every and self.step % cfg.save_every == 0) or last:
@@ -306,7 +308,10 @@ class Trainer:
         finally:
             bar.close()
             self.logger.close()
-        final = self.best["metrics"] if self.best["step"] == self.step else (self.evaluate() if self.eval_datasets else {})
+        if last_eval is not None and last_eval[0] == self.step:
+            final = last_eval[1]  # evaluated at the last step already
+        else:
+            final = self.evaluate() if self.eval_datasets else {}
         return {"final": final, "best": self.best, "step": self.step, "skipped_batches": self.skipped}
 
     def _train_step(self, loader_iter, forward, optimizer, scheduler, params) -> dict[str, float] | None:
