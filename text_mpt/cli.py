@@ -3,7 +3,11 @@
     text-mpt teachers configs/text/teachers.yaml [key=value ...]
     text-mpt source   configs/text/source.yaml   [key=value ...]
     text-mpt adapt    configs/text/adapt_rte.yaml [key=value ...]
-    text-mpt eval     configs/text/adapt_rte.yaml [checkpoint=RUN_DIR] [key=value ...]
+    text-mpt eval     configs/text/adapt_rte.yaml [checkpoint=RUN_DIR] [selection.eval_part=test|val|dev] [key=value ...]
+
+Training stages pick the best checkpoint on a ``val`` part and report it on a disjoint ``test`` part
+(``selection``, see :class:`text_mpt.config.SelectionConfig`); ``eval`` scores the same seeded
+``test`` part by default.
     text-mpt predict  RUN_DIR --input rows.jsonl [--output preds.jsonl] [--mode rank|generate]
     text-mpt export-peft RUN_DIR ADAPTER_DIR
     text-mpt import-peft ADAPTER_DIR OUT_DIR [--config CONFIG.yaml [key=value ...]]
@@ -29,7 +33,9 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_ in [("teachers", "train one vanilla prompt per source task"),
                         ("source", "train decomposed prompts on all source tasks with distillation"),
                         ("adapt", "adapt the source prompt to target task(s) (low-rank factors)"),
-                        ("eval", "evaluate a trained run on the config's tasks (checkpoint=RUN, default output_dir)")]:
+                        ("eval", "evaluate a trained run (checkpoint=RUN, default output_dir) on the config's tasks: "
+                                 "by default on the reported test part of the same seeded val/test split "
+                                 "(selection.eval_part=test|val|dev)")]:
         s = sub.add_parser(name, help=help_)
         s.add_argument("config", help="YAML config (configs/text/...)")
         s.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
@@ -80,6 +86,7 @@ def run(argv: Sequence[str] | None = None) -> int:
 
         out = evaluate_run(load_run_config(args.config, args.overrides))
         print(Path(out["results"][0]).read_text())
+        print(f"evaluated on the {out['split']} part (selection.eval_part; default test, the reported part)")
     elif args.command == "predict":
         from .inference import Predictor
 

@@ -1,4 +1,9 @@
-"""Run configuration of the text MPT stages (YAML under ``configs/text/`` → these dataclasses)."""
+"""Run configuration of the text MPT stages (YAML under ``configs/text/`` → these dataclasses).
+
+Model selection (:class:`SelectionConfig`, key ``selection``) decides which data picks the best
+checkpoint (``val``) and which data is reported (``test``); by default (``mode: auto``) the two
+never overlap (the Compacter → ATTEMPT → DePT convention, see :class:`SelectionConfig`).
+"""
 
 from __future__ import annotations
 
@@ -63,6 +68,12 @@ class TaskConfig:
 
     A *custom* task sets ``template`` (``{field}`` placeholders), ``labels`` and optionally
     ``verbalizers``, ``label_field`` and ``metrics`` (default ``[accuracy]``).
+
+    Caps (0 = no cap; seeded subsamples): ``max_train_examples`` caps the training part (after the
+    ``val`` hold-out of the large rule, before ``few_shot_k``; seed ``train.seed``);
+    ``max_eval_examples`` caps the ``val`` part and the ``test`` part *each*, after the split
+    (seed ``selection.seed``). Neither changes which selection rule a task gets: the rule counts
+    the rows the train split originally has.
     """
 
     name: str
@@ -121,6 +132,53 @@ class EvalConfig:
 
 
 @dataclass
+class SelectionConfig:
+    """Model selection: which data picks the best checkpoint and which data is reported.
+
+    GLUE/SuperGLUE test labels are hidden, so (following Compacter, ATTEMPT and DePT) ``mode: auto``
+    builds a labelled test part that model selection never sees, per task:
+
+    * **small rule** — the train split has fewer than ``small_threshold`` rows: the eval split
+      (GLUE ``dev`` / SuperGLUE ``val``) is shuffled with ``seed`` and halved into ``val``
+      (periodic evaluation, best checkpoint) and ``test`` (reported); training uses the full train split.
+    * **large rule** — otherwise: ``val_size`` train rows (drawn with ``seed``) are held out as
+      ``val`` and removed from training; ``test`` is the full eval split.
+
+    Rows are the split unit (a row expanding to several examples, e.g. a MultiRC passage, stays in one part).
+    After training, the best checkpoint's prompts are evaluated on ``test``; with no evaluation
+    on ``val`` the last step is reported.
+
+    Attributes:
+        mode: ``auto`` (the rules above, default); ``dev`` — **legacy, optimistic**: select *and*
+            report on the full eval split (the results say so; not comparable with papers);
+            ``none`` — no model selection: train on the full train split, report the last step on
+            the full eval split.
+        small_threshold: train rows (as the split originally has them, before ``max_train_examples``
+            and ``few_shot_k``) below which a task takes the small rule.
+        val_size: train rows held out as ``val`` by the large rule.
+        seed: seeds the split and the ``max_eval_examples`` subsamples; independent of ``train.seed``,
+            so runs with different training seeds are reported on the same ``test`` part.
+        eval_part: what ``text-mpt eval`` scores: ``test`` (default: the reported part, same seeded
+            split as training), ``val``, or ``dev`` (the full eval split).
+    """
+
+    mode: Literal["auto", "dev", "none"] = "auto"
+    small_threshold: int = 10000
+    val_size: int = 1000
+    seed: int = 0
+    eval_part: Literal["test", "val", "dev"] = "test"
+
+    def validate(self) -> None:
+        if self.small_threshold < 0:
+            raise ConfigError(f"selection.small_threshold must be >= 0 (train rows), found {self.small_threshold}")
+        if self.val_size < 1:
+            raise ConfigError(f"selection.val_size must be >= 1 (train rows held out as val), found {self.val_size}")
+        if self.mode == "none" and self.eval_part == "val":
+            raise ConfigError("selection.eval_part=val needs a val part, but selection.mode=none has none; "
+                              "use eval_part=test or dev, or selection.mode=auto")
+
+
+@dataclass
 class TextRunConfig:
     """One stage of text MPT.
 
@@ -129,7 +187,10 @@ class TextRunConfig:
         output_dir: run directory (checkpoints, config.json, metrics.jsonl, results.md/.csv).
         data_root: folder holding ``glue/<TASK>`` and ``superglue/<TASK>`` (e.g. ``../shared/data``).
         teacher_path: teachers run (source stage) whose vanilla prompts give the distillation targets.
-        few_shot_k: train on ``k`` examples per class (0 = all), drawn with ``few_shot_seed``.
+        few_shot_k: train on ``k`` examples per class (0 = all), drawn with ``few_shot_seed`` from the
+            training part (after the ``val`` hold-out).
+        selection: which data selects the best checkpoint (``val``) and which is reported (``test``);
+            see :class:`SelectionConfig` (default ``mode: auto``).
         checkpoint: run/checkpoint evaluated by ``text-mpt eval`` (default: ``output_dir``).
     """
 
@@ -140,6 +201,7 @@ class TextRunConfig:
     prompt: PromptConfig = field(default_factory=PromptConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    selection: SelectionConfig = field(default_factory=SelectionConfig)
     data_root: str | None = None
     teacher_path: str | None = None
     few_shot_k: int = 0

@@ -1,4 +1,15 @@
-"""Task data: loading with ``datasets`` (hub or local files), few-shot sampling, tokenisation, collation.
+"""Task data: loading with ``datasets`` (hub or local files), the train / val / test split used
+for model selection, few-shot sampling, tokenisation, collation.
+
+Parts (:func:`task_parts`, rules in :class:`~text_mpt.config.SelectionConfig`): ``train``
+(optimised), ``val`` (periodic evaluation and best-checkpoint selection) and ``test`` (reported).
+With ``selection.mode: auto`` a small task (train split under ``small_threshold`` rows) halves its
+eval split into val/test with ``selection.seed``; a large task holds ``val_size`` seeded train rows
+out as val and reports on the full eval split. Every example keeps an id ``"<split>:<row>"`` (row =
+line of the source split; ``"<split>:<row>.<j>"`` for the j-th example of an expanded row).
+Order of operations per task: split rows → format → caps (``max_train_examples`` on train with
+``train.seed``; ``max_eval_examples`` on val and on test each, with ``selection.seed``) →
+``few_shot_k`` on train.
 
 Batching: training batches are drawn by the core's mixed-task sampler and padded
 dynamically here (to the longest input / answer of the batch). Evaluation datasets are
@@ -11,6 +22,7 @@ from __future__ import annotations
 import random
 import warnings
 from collections import defaultdict
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -19,7 +31,7 @@ from torch.utils.data import Dataset
 
 from mvlpt.core.errors import ConfigError, DataError
 
-from .config import TaskConfig
+from .config import SelectionConfig, TaskConfig
 from .tasks import Example, TaskSpec, custom_task, examples_from_rows, get_task
 
 _EXTS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
@@ -89,16 +101,13 @@ def load_rows(tc: TaskConfig, which: str, data_root: str | None = None) -> list[
     return load_dataset(hub[0], hub[1], split=split).to_list()
 
 
-def subsample(examples: list[Example], n: int, seed: int) -> list[Example]:
-    """``n`` examples drawn without replacement (all when ``n`` is 0 or too large)."""
-    if n <= 0 or n >= len(examples):
-        return examples
-    idx = sorted(random.Random(seed).sample(range(len(examples)), n))
-    return [examples[i] for i in idx]
+def _subsample_index(n_items: int, n: int, seed: int) -> list[int]:
+    if n <= 0 or n >= n_items:
+        return list(range(n_items))
+    return sorted(random.Random(seed).sample(range(n_items), n))
 
 
-def few_shot(examples: list[Example], k: int, seed: int) -> list[Example]:
-    """``k`` examples per gold class (every class present is kept; a class with fewer keeps all)."""
+def _few_shot_index(examples: Sequence[Example], k: int, seed: int) -> list[int]:
     by_label: dict[int, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
         by_label[-1 if ex.label is None else ex.label].append(i)
@@ -107,7 +116,19 @@ def few_shot(examples: list[Example], k: int, seed: int) -> list[Example]:
     for lab in sorted(by_label):
         ids = by_label[lab]
         keep += rng.sample(ids, min(k, len(ids)))
-    return [examples[i] for i in sorted(keep)]
+    return sorted(keep)
+
+
+def subsample(examples: list[Example], n: int, seed: int) -> list[Example]:
+    """``n`` examples drawn without replacement (all when ``n`` is 0 or too large)."""
+    if n <= 0 or n >= len(examples):
+        return examples
+    return [examples[i] for i in _subsample_index(len(examples), n, seed)]
+
+
+def few_shot(examples: list[Example], k: int, seed: int) -> list[Example]:
+    """``k`` examples per gold class (every class present is kept; a class with fewer keeps all)."""
+    return [examples[i] for i in _few_shot_index(examples, k, seed)]
 
 
 def load_examples(tc: TaskConfig, which: str, data_root: str | None = None, seed: int = 0) -> list[Example]:
@@ -122,6 +143,157 @@ def load_examples(tc: TaskConfig, which: str, data_root: str | None = None, seed
         raise DataError(f"task {tc.name!r}: the {which} split is empty")
     n = tc.max_train_examples if which == "train" else tc.max_eval_examples
     return subsample(examples, n, seed)
+
+
+#: the parts :func:`task_parts` can build (``dev`` = the full eval split, for ``text-mpt eval``)
+PARTS = ("train", "val", "test", "dev")
+
+
+@dataclass
+class TaskParts:
+    """One task's examples split into parts for model selection.
+
+    Attributes:
+        name: task name.
+        rule: ``small`` (eval split halved into val / test), ``large`` (val held out from the train
+            split, test = the eval split), ``dev`` (legacy: val = test = the eval split) or ``none``
+            (no val; test = the eval split).
+        examples: part → examples (only the parts asked for).
+        ids: part → example ids (``"<split>:<row>"``), aligned with ``examples``.
+        info: how the split was made (rule, seed, source splits, row and example counts); saved in
+            the run's ``config.json`` meta.
+    """
+
+    name: str
+    rule: str
+    examples: dict[str, list[Example]] = field(default_factory=dict)
+    ids: dict[str, list[str]] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def split_names(tc: TaskConfig, data_root: str | None = None) -> tuple[str, str]:
+    """The ``(train, eval)`` split names a task loads (local file names or hub split names)."""
+    spec = task_spec(tc)
+    local = bool(tc.data_files or tc.path or (data_root and spec.local_dir))
+    return _split_name(tc, spec, "train", local), _split_name(tc, spec, "eval", local)
+
+
+def _format_rows(spec: TaskSpec, rows: Sequence[dict[str, Any]], indices: Sequence[int], split: str,
+                 task: str) -> tuple[list[Example], list[str]]:
+    exs: list[Example] = []
+    ids: list[str] = []
+    for i in indices:
+        flats = list(spec.rows(rows[i]))
+        for j, flat in enumerate(flats):
+            try:
+                exs.append(spec.example(flat))
+            except DataError as e:
+                raise DataError(f"task {task!r} ({split} split): row {i}: {e}") from None
+            ids.append(f"{split}:{i}" if len(flats) == 1 else f"{split}:{i}.{j}")
+    return exs, ids
+
+
+def describe_split(info: dict[str, Any]) -> str:
+    """One line saying how a task's val and test parts were made (for results and logs)."""
+    r, ev, seed = info["rule"], info["eval_split"], info["seed"]
+    if r == "small":
+        return (f"small rule (train split has {info['train_rows']:,} rows < selection.small_threshold "
+                f"{info['small_threshold']:,}): the {ev!r} split ({info['eval_rows']:,} rows) halved with seed {seed} "
+                f"into val {info['val_rows']:,} rows (selection) / test {info['test_rows']:,} rows (reported)")
+    if r == "large":
+        return (f"large rule (train split has {info['train_rows']:,} rows >= selection.small_threshold "
+                f"{info['small_threshold']:,}): {info['val_rows']:,} train rows held out with seed {seed} as val "
+                f"(selection; not trained on); test = the full {ev!r} split ({info['test_rows']:,} rows, reported)")
+    if r == "dev":
+        return (f"selection.mode=dev (legacy, optimistic): best checkpoint selected AND reported on the full "
+                f"{ev!r} split ({info['eval_rows']:,} rows)")
+    return f"selection.mode=none: no model selection; last step reported on the full {ev!r} split ({info['eval_rows']:,} rows)"
+
+
+def task_parts(tc: TaskConfig, selection: SelectionConfig | None = None, data_root: str | None = None,
+               train_seed: int = 0, few_shot_k: int = 0, few_shot_seed: int = 0,
+               parts: Sequence[str] = ("train", "val", "test")) -> TaskParts:
+    """Split one task into ``train`` / ``val`` / ``test`` (and ``dev``, the full eval split) parts.
+
+    The rule (see :class:`~text_mpt.config.SelectionConfig`) is chosen from the number of rows the
+    train split originally has. Row splits are seeded with ``selection.seed``; then the caps apply
+    (``max_train_examples`` with ``train_seed``, ``max_eval_examples`` on each of val / test / dev with
+    ``selection.seed``) and ``few_shot_k`` (with ``few_shot_seed``) on train. Only the parts in
+    ``parts`` are formatted (the train split is still loaded to count its rows under ``mode: auto``).
+    """
+    sel = selection if selection is not None else SelectionConfig()
+    bad = [p for p in parts if p not in PARTS]
+    if bad:
+        raise ConfigError(f"unknown parts {bad}; choose from {list(PARTS)}")
+    spec = task_spec(tc)
+    name = spec.name
+    train_name, eval_name = split_names(tc, data_root)
+    if sel.mode == "none" and "val" in parts:
+        raise ConfigError(f"task {name!r}: selection.mode=none has no val part")
+    train_rows = load_rows(tc, "train", data_root) if (sel.mode == "auto" or "train" in parts) else None
+    eval_rows = load_rows(tc, "eval", data_root)
+    n_train = len(train_rows) if train_rows is not None else None
+    n_eval = len(eval_rows)
+    if not n_eval:
+        raise DataError(f"task {name!r}: the {eval_name} split is empty")
+    if n_train == 0:
+        raise DataError(f"task {name!r}: the {train_name} split is empty")
+    rule = sel.mode
+    if rule == "auto":
+        rule = "small" if n_train < sel.small_threshold else "large"  # type: ignore[operator]
+    train_idx = list(range(n_train or 0))
+    val_src: str | None = eval_name
+    if rule == "small":
+        if n_eval < 2:
+            raise DataError(f"task {name!r}: the {eval_name} split has {n_eval} row; the small rule halves it into "
+                            "val and test and needs at least 2 (or set selection.mode)")
+        perm = random.Random(sel.seed).sample(range(n_eval), n_eval)
+        val_idx, test_idx = sorted(perm[: n_eval // 2]), sorted(perm[n_eval // 2:])
+    elif rule == "large":
+        assert n_train is not None
+        if n_train <= sel.val_size:
+            raise DataError(f"task {name!r}: cannot hold out selection.val_size={sel.val_size} of the {n_train} "
+                            f"{train_name} rows as val; lower selection.val_size, or raise selection.small_threshold "
+                            f"above {n_train} to halve the {eval_name} split instead")
+        held = set(random.Random(sel.seed).sample(range(n_train), sel.val_size))
+        val_src, val_idx = train_name, sorted(held)
+        train_idx = [i for i in train_idx if i not in held]
+        test_idx = list(range(n_eval))
+    elif rule == "dev":
+        val_idx, test_idx = list(range(n_eval)), list(range(n_eval))
+    else:  # none
+        val_src, val_idx, test_idx = None, [], list(range(n_eval))
+
+    info: dict[str, Any] = {"rule": rule, "mode": sel.mode, "seed": sel.seed, "train_split": train_name,
+                            "eval_split": eval_name, "train_rows": n_train, "eval_rows": n_eval}
+    if sel.mode == "auto":
+        info["small_threshold"] = sel.small_threshold
+    if rule == "large":
+        info["val_size"] = sel.val_size
+    info.update(val_from=val_src, val_rows=len(val_idx), test_from=eval_name, test_rows=len(test_idx),
+                train_rows_used=len(train_idx) if train_rows is not None else None,
+                max_train_examples=tc.max_train_examples, max_eval_examples=tc.max_eval_examples, few_shot_k=few_shot_k)
+    info["description"] = describe_split(info)
+
+    out = TaskParts(name, rule, info=info)
+    sources = {"train": (train_rows, train_idx, train_name), "test": (eval_rows, test_idx, eval_name),
+               "dev": (eval_rows, list(range(n_eval)), eval_name),
+               "val": (train_rows if rule == "large" else eval_rows, val_idx, val_src or "")}
+    for part in parts:
+        rows, idx, split = sources[part]
+        exs, ids = _format_rows(spec, rows, idx, split, name)  # type: ignore[arg-type]
+        if part == "train":
+            keep = _subsample_index(len(exs), tc.max_train_examples, train_seed)
+            if few_shot_k > 0:
+                keep = [keep[i] for i in _few_shot_index([exs[j] for j in keep], few_shot_k, few_shot_seed)]
+        else:
+            keep = _subsample_index(len(exs), tc.max_eval_examples, sel.seed)
+        exs, ids = [exs[i] for i in keep], [ids[i] for i in keep]
+        if not exs:
+            raise DataError(f"task {name!r}: the {part} part is empty ({describe_split(info)})")
+        out.examples[part], out.ids[part] = exs, ids
+        info[f"{part}_examples"] = len(exs)
+    return out
 
 
 def _truncate(ids: list[int], limit: int, eos: int | None) -> list[int]:

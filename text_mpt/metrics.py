@@ -109,6 +109,9 @@ def compute_metrics(specs: Sequence[TaskSpec], records: Sequence[dict[str, Any]]
         if losses:
             out[f"{spec.name}/loss"] = float(np.mean(losses))
         out[f"{spec.name}/n"] = float(len(recs))
+        if spec.regression is None and "accuracy" in spec.metrics:  # what always predicting one label scores
+            golds = [r["label"] for r in recs]
+            out[f"{spec.name}/majority"] = float(max(golds.count(g) for g in set(golds)) / len(golds))
         scores.append(main["score"])
     if scores:
         out["score"] = float(np.mean(scores))

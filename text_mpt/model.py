@@ -220,3 +220,16 @@ class PromptedT5(TaskModel):
 
     def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, float]:
         return compute_metrics(self.specs, records, self.eval_mode)
+
+    # ------------------------------------------------------------------ health figures (core contract)
+    metric_scale = 1.0  # accuracies are fractions
+
+    @torch.no_grad()
+    def reference_norms(self) -> dict[str, float]:
+        """The prompt should stay near the size of T5's input tokens: the mean row norm of its token embeddings."""
+        return {"prompt": float(self.backbone.get_input_embeddings().weight.float().norm(dim=-1).mean())}
+
+    def chance_levels(self) -> dict[str, float]:
+        """``"<task>/accuracy"``: 1 / number of labels (the health check also uses the majority share)."""
+        return {f"{s.name}/accuracy": 1.0 / s.num_classes for s in self.specs
+                if s.regression is None and "accuracy" in s.metrics and s.num_classes > 1}

@@ -11,27 +11,40 @@
   (``P*`` + mean of the factors); trains the factors (``prompt.train: [task_factors, shared]``
   also trains ``P*``); ``few_shot_k`` keeps k examples per class.
 
-Every run writes ``checkpoints/``, ``config.json`` (resolved config), ``metrics.jsonl`` and
-``results.md`` / ``results.csv`` (per-task metrics of the best checkpoint).
+Model selection never happens on the reported data (``selection``, see
+:class:`~text_mpt.config.SelectionConfig`; default ``mode: auto``, the Compacter → ATTEMPT → DePT
+convention): each task is split into ``train`` / ``val`` / ``test`` (:func:`~text_mpt.data.task_parts`;
+small tasks halve the eval split into val and test, large tasks hold 1,000 train rows out as val and
+report on the full eval split). The trainer evaluates periodically on ``val`` and keeps the best
+checkpoint; after training the best checkpoint's prompts (``checkpoints/best``) are loaded and
+evaluated once on ``test`` (the last step when no evaluation on val happened). ``selection.mode: dev``
+reproduces the old behaviour (select and report on the eval split), labelled as such.
+
+Every run writes ``checkpoints/``, ``config.json`` (resolved config; ``meta.selection`` records how
+each task was split: rule, seed, sizes), ``splits.json`` (the val and test example ids per task),
+``metrics.jsonl`` (``eval`` rows on val, one ``test`` row) and ``results.md`` / ``results.csv``: one
+row per task and part, column ``split`` = ``test`` (reported) or ``val`` (selection, best step).
+:func:`evaluate_run` (``text-mpt eval``) scores the same seeded ``test`` part by default.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from mvlpt.core.checkpoint import load_run_prompts
+from mvlpt.core.checkpoint import PROMPTS_FILE, load_run_prompts, load_tensors, write_json
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
 from mvlpt.core.results import write_table
 from mvlpt.core.stages import build_stage_prompt, resolve_prompt_config
+from mvlpt.core.logging_utils import MetricsLogger
 from mvlpt.core.trainer import Trainer, seed_everything
 
 from .backbone import load_backbone
 from .config import TextRunConfig
-from .data import TextCollator, TextTaskDataset, few_shot, load_examples, task_spec
+from .data import TaskParts, TextCollator, TextTaskDataset, task_parts, task_spec
 from .model import PromptedT5
 from .prompt_io import PROMPT_KEY, check_width, load_teacher_prompt, prompt_tensors
 from .tasks import TaskSpec
@@ -48,16 +61,37 @@ def embed_text_fn(backbone, tokenizer) -> Callable[[str], torch.Tensor]:
     return embed
 
 
+#: what each mode calls its parts in results (``dev`` mode selects and reports on the same data)
+CONVENTION = {
+    "auto": "model selection on val, reported on test (val/test split: Compacter/ATTEMPT/DePT convention)",
+    "dev": "selected AND reported on the eval split (selection.mode=dev: legacy, optimistic; not a held-out result)",
+    "none": "no model selection: last step reported on the eval split (selection.mode=none)",
+}
+
+
+def build_parts(cfg: TextRunConfig, parts: Sequence[str] = ("train", "val", "test")) -> list[TaskParts]:
+    """Every task of ``cfg`` split into ``parts`` (``selection``, caps and ``few_shot_k`` applied)."""
+    return [task_parts(tc, cfg.selection, cfg.data_root, cfg.train.seed, cfg.few_shot_k, cfg.few_shot_seed, parts)
+            for tc in cfg.tasks]
+
+
+def part_datasets(cfg: TextRunConfig, tokenizer, plan: Sequence[TaskParts], part: str) -> list[TextTaskDataset]:
+    """One tokenised dataset per task for ``part`` (evaluation parts are length-sorted)."""
+    return [TextTaskDataset(tp.name, tp.examples[part], tokenizer, cfg.backbone.max_input_length,
+                            cfg.backbone.max_target_length, sort_by_length=part != "train") for tp in plan]
+
+
 def build_datasets(cfg: TextRunConfig, tokenizer, which: str) -> list[TextTaskDataset]:
-    """One tokenised dataset per task (``which``: ``train`` or ``eval``; eval sets are length-sorted)."""
-    out = []
-    for tc in cfg.tasks:
-        ex = load_examples(tc, which, cfg.data_root, seed=cfg.train.seed)
-        if which == "train" and cfg.few_shot_k > 0:
-            ex = few_shot(ex, cfg.few_shot_k, cfg.few_shot_seed)
-        out.append(TextTaskDataset(task_spec(tc).name, ex, tokenizer, cfg.backbone.max_input_length,
-                                   cfg.backbone.max_target_length, sort_by_length=which == "eval"))
-    return out
+    """One tokenised dataset per task: ``which`` = ``train``, ``val``, ``test`` or ``dev`` (the full
+    eval split); ``eval`` is the reported part, ``test``."""
+    part = "test" if which == "eval" else which
+    return part_datasets(cfg, tokenizer, build_parts(cfg, (part,)), part)
+
+
+def selection_meta(cfg: TextRunConfig, plan: Sequence[TaskParts]) -> dict[str, Any]:
+    """``meta.selection`` of ``config.json``: the mode, seed, convention and each task's split."""
+    return {"mode": cfg.selection.mode, "seed": cfg.selection.seed, "convention": CONVENTION[cfg.selection.mode],
+            "tasks": {tp.name: tp.info for tp in plan}}
 
 
 def build_prompt(cfg: TextRunConfig, backbone, tokenizer):
@@ -80,47 +114,86 @@ def make_model(cfg: TextRunConfig, backbone, tokenizer, specs: list[TaskSpec], p
                       max_new_tokens=cfg.eval.max_new_tokens, score_all=score_all, backbone_dropout=cfg.backbone.dropout)
 
 
-def run_config_dict(cfg: TextRunConfig, d_model: int, resolved_prompt=None, backbone_config=None) -> dict[str, Any]:
-    """The config saved with every checkpoint: the run config plus ``meta`` (task names, backbone sizes)."""
+def run_config_dict(cfg: TextRunConfig, d_model: int, resolved_prompt=None, backbone_config=None,
+                    selection: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """The config saved with every checkpoint: the run config plus ``meta`` (task names, backbone sizes,
+    and ``selection``: how each task was split)."""
     meta: dict[str, Any] = {"task_names": [task_spec(t).name for t in cfg.tasks], "d_model": d_model, "stage": cfg.stage}
     if backbone_config is not None:
         meta.update(num_heads=backbone_config.num_heads, num_layers=backbone_config.num_layers)
     if resolved_prompt is not None:
         meta["resolved_prompt"] = to_dict(resolved_prompt)
+    if selection is not None:
+        meta["selection"] = dict(selection)
     return {**to_dict(cfg), "meta": meta}
 
 
-def results_rows(specs: list[TaskSpec], metrics: dict[str, float]) -> list[dict[str, Any]]:
-    """One row per task (its metrics, score, n) and a final ``mean`` row."""
+def results_rows(specs: list[TaskSpec], metrics: Mapping[str, float], split: str | None = None,
+                 step: int | None = None) -> list[dict[str, Any]]:
+    """One row per task (its metrics, score, n) and a final ``mean`` row; with ``split`` / ``step``
+    given, every row names the part the numbers come from and the evaluated step."""
+    head: dict[str, Any] = {}
+    if split is not None:
+        head["split"] = split
+    if step is not None:
+        head["step"] = step
     rows = []
     for s in specs:
-        row: dict[str, Any] = {"task": s.name}
+        row: dict[str, Any] = {"task": s.name, **head}
         for k, v in metrics.items():
             if k.startswith(s.name + "/"):
                 key = k[len(s.name) + 1:]
                 row[key] = int(v) if key == "n" else v
         rows.append(row)
     if "score" in metrics:
-        rows.append({"task": "mean", "score": metrics["score"]})
+        rows.append({"task": "mean", **head, "score": metrics["score"]})
     return rows
 
 
-def write_results(run_dir: str | Path, specs: list[TaskSpec], metrics: dict[str, float], title: str) -> tuple[Path, Path]:
-    rows = results_rows(specs, metrics)
-    cols = ["task", "score"] + sorted({k for r in rows for k in r} - {"task", "score", "n"}) + ["n"]
-    return write_table(rows, Path(run_dir) / "results", columns=cols, title=title)
+def write_results(run_dir: str | Path, specs: list[TaskSpec],
+                  sections: Sequence[tuple[str, Mapping[str, float], int | None]], title: str,
+                  notes: Sequence[str] = ()) -> tuple[Path, Path]:
+    """``results.md`` / ``results.csv``: per section ``(split, metrics, step)`` one row per task and a
+    ``mean`` row, column ``split`` naming the part; ``notes`` (how the parts were made) go under the
+    markdown table."""
+    rows = [r for split, metrics, step in sections for r in results_rows(specs, metrics, split, step)]
+    fixed = {"task", "split", "step", "score", "n"}
+    cols = ["task", "split", "step", "score"] + sorted({k for r in rows for k in r} - fixed) + ["n"]
+    md, csv = write_table(rows, Path(run_dir) / "results", columns=cols, title=title)
+    if notes:
+        md.write_text(md.read_text() + "\n" + "".join(f"- {n}\n" for n in notes))
+    return md, csv
+
+
+def split_notes(cfg: TextRunConfig, plan: Sequence[TaskParts]) -> list[str]:
+    """One line per task saying where its val and test numbers come from."""
+    out = []
+    for tp in plan:
+        caps = f"; each capped at max_eval_examples={tp.info['max_eval_examples']}" if tp.info["max_eval_examples"] else ""
+        sizes = ", ".join(f"{p} {tp.info[p + '_examples']:,}" for p in ("train", "val", "test", "dev")
+                          if f"{p}_examples" in tp.info)
+        out.append(f"{tp.name}: {tp.info['description']}{caps}; examples used: {sizes}")
+    return out
 
 
 def train_stage(cfg: TextRunConfig, expected_stage: str | None = None) -> dict[str, Any]:
-    """Train one stage end to end; returns ``{"run_dir", "metrics", "step", "results"}``."""
+    """Train one stage end to end: select the best checkpoint on ``val``, report it on ``test``.
+
+    Returns ``{"run_dir", "metrics" (= "test": the reported numbers), "val" (selection metrics of the
+    reported step), "best_step" (the step reported), "step" (last step), "selection" (meta), "results"}``.
+    """
     if expected_stage is not None and cfg.stage != expected_stage:
         cmd = "adapt" if cfg.stage == "target" else cfg.stage
         raise ConfigError(f"this is a {cfg.stage!r} config; run it with `text-mpt {cmd}`")
     seed_everything(cfg.train.seed)
     backbone, tokenizer = load_backbone(cfg.backbone)
     specs = [task_spec(t) for t in cfg.tasks]
-    train_ds = build_datasets(cfg, tokenizer, "train")
-    eval_ds = build_datasets(cfg, tokenizer, "eval")
+    mode = cfg.selection.mode
+    plan = build_parts(cfg, ("train", "test") if mode == "none" else ("train", "val", "test"))
+    train_ds = part_datasets(cfg, tokenizer, plan, "train")
+    val_ds = part_datasets(cfg, tokenizer, plan, "val") if mode != "none" else None
+    test_ds = val_ds if mode == "dev" else part_datasets(cfg, tokenizer, plan, "test")  # dev: the same data
+    assert test_ds is not None
     torch.manual_seed(cfg.train.seed)
     prompt, pcfg = build_prompt(cfg, backbone, tokenizer)
     d = cfg.train.distill
@@ -130,31 +203,68 @@ def train_stage(cfg: TextRunConfig, expected_stage: str | None = None) -> dict[s
                                        cfg.backbone.name, pcfg.length, need_same_length=d.mse_weight > 0)
         teacher = make_model(cfg, backbone, tokenizer, specs, t_prompt, score_all=True)  # shares `backbone`
     model = make_model(cfg, backbone, tokenizer, specs, prompt, score_all=teacher is not None and d.kl_weight > 0)
-    run_cfg = run_config_dict(cfg, backbone.config.d_model, pcfg, backbone.config)
+    sel_meta = selection_meta(cfg, plan)
+    run_cfg = run_config_dict(cfg, backbone.config.d_model, pcfg, backbone.config, selection=sel_meta)
     trainer = Trainer(model, train_ds, TextCollator(tokenizer.pad_token_id), cfg.train, cfg.output_dir,
-                      eval_datasets=eval_ds, teacher=teacher, run_config=run_cfg)
+                      eval_datasets=val_ds, teacher=teacher, run_config=run_cfg)
     result = trainer.fit()
     best = result["best"]
-    metrics = best["metrics"] if best.get("step") is not None else result["final"]
-    which = f"best checkpoint, step {best['step']}" if best.get("step") is not None else f"step {result['step']}"
-    paths = write_results(cfg.output_dir, specs, metrics, f"text-mpt {cfg.stage}: {cfg.output_dir} ({which})")
-    return {"run_dir": cfg.output_dir, "metrics": metrics, "step": result["step"], "results": paths}
+    if best.get("step") is not None:  # the best checkpoint on val: its prompts are the ones reported
+        trainer.model.load_trainable_state_dict(load_tensors(trainer.ckpt_dir / "best" / PROMPTS_FILE))
+        step, val_metrics = int(best["step"]), best["metrics"]
+        which = f"best checkpoint on val, step {step}" if mode == "auto" else f"best checkpoint, step {step}"
+    else:  # no evaluation on val: the last step
+        step, val_metrics = result["step"], result["final"]
+        which = f"last step {step}, no model selection"
+    test_metrics = trainer.evaluate(test_ds)
+    run_dir = Path(cfg.output_dir)
+    if trainer.info.is_main:
+        MetricsLogger(run_dir, tensorboard=False).log(result["step"], "test", {**test_metrics, "reported_step": step})
+        write_json(run_dir / "splits.json", {tp.name: {"val": tp.ids.get("val", []), "test": tp.ids["test"], **tp.info}
+                                             for tp in plan})
+    if mode == "auto":
+        sections = [("test", test_metrics, step), ("val", val_metrics, step)]
+    elif mode == "dev":
+        sections = [("dev", test_metrics, step)]
+    else:
+        sections = [("test", test_metrics, step)]
+    title = f"text-mpt {cfg.stage}: {cfg.output_dir} — {CONVENTION[mode]} ({which})"
+    notes = ["split = test: reported numbers; split = val: model selection (never reported as the result)"
+             if mode == "auto" else CONVENTION[mode]] + split_notes(cfg, plan)
+    paths = write_results(run_dir, specs, sections, title, notes) if trainer.info.is_main else (
+        run_dir / "results.md", run_dir / "results.csv")
+    return {"run_dir": cfg.output_dir, "metrics": test_metrics, "test": test_metrics, "val": val_metrics,
+            "best_step": step, "step": result["step"], "selection": sel_meta, "results": paths}
 
 
 def evaluate_run(cfg: TextRunConfig) -> dict[str, Any]:
-    """Evaluate a trained run (``cfg.checkpoint``, default ``cfg.output_dir``) on the eval splits of ``cfg.tasks``.
+    """Evaluate a trained run (``cfg.checkpoint``, default ``cfg.output_dir``: its best checkpoint) on
+    ``selection.eval_part`` of ``cfg.tasks``: by default the reported ``test`` part, made with the same
+    seeded split as training (same ``selection`` settings); ``val`` or ``dev`` (the full eval split) on request.
 
-    Writes ``<output_dir>/eval/results.md|csv`` and ``metrics.jsonl``."""
+    Writes ``<output_dir>/eval/results.md|csv`` and ``metrics.jsonl``; the title names the part."""
+    import warnings
+
     from .inference import load_trained
 
     path = cfg.checkpoint or cfg.output_dir
-    model, tokenizer, _ = load_trained(path, [task_spec(t) for t in cfg.tasks], backbone_cfg=cfg.backbone,
-                                       eval_cfg=cfg.eval)
-    eval_ds = build_datasets(cfg, tokenizer, "eval")
+    model, tokenizer, run_cfg = load_trained(path, [task_spec(t) for t in cfg.tasks], backbone_cfg=cfg.backbone,
+                                             eval_cfg=cfg.eval)
+    part = cfg.selection.eval_part
+    if part != "dev" and to_dict(run_cfg.selection) != to_dict(cfg.selection):
+        warnings.warn(f"{path} was trained with selection={to_dict(run_cfg.selection)} but this config has "
+                      f"selection={to_dict(cfg.selection)}: its {part} part may differ from the run's", stacklevel=2)
+    plan = build_parts(cfg, (part,))
+    eval_ds = part_datasets(cfg, tokenizer, plan, part)
     out_dir = Path(cfg.output_dir) / "eval"
     trainer = Trainer(model, eval_ds, TextCollator(tokenizer.pad_token_id), cfg.train, out_dir, eval_datasets=eval_ds)
     metrics = trainer.evaluate()
-    trainer.logger.log(0, "eval", metrics)
+    trainer.logger.log(0, part, metrics)
     trainer.logger.close()
-    paths = write_results(out_dir, model.specs, metrics, f"text-mpt eval: {path}")
-    return {"run_dir": str(out_dir), "metrics": metrics, "results": paths}
+    what = {"test": "the reported test part (same seeded split as training)", "val": "the val part (model selection)",
+            "dev": "the full eval split (it contains the val half under the small rule)"}[part]
+    title = f"text-mpt eval: {path} on {what}"
+    paths = write_results(out_dir, model.specs, [(part, metrics, None)], title,
+                          [f"selection.eval_part={part}"] + split_notes(cfg, plan))
+    return {"run_dir": str(out_dir), "metrics": metrics, "split": part, "selection": selection_meta(cfg, plan),
+            "results": paths}

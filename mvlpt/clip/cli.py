@@ -22,10 +22,13 @@ Multitask prompt tuning of a frozen CLIP (MPT / MVLPT).
 The stages of a transfer experiment, each on the config's tasks:
   teachers   vanilla prompts per source task (sources)
   source     decomposed prompts on all sources jointly, distilled from the teachers
+             (source_mode=mvlpt: MVLPT's one shared prompt over the union of the source classes,
+             no teachers; the target then fine-tunes a vanilla prompt from it)
   adapt      few-shot adaptation of the target from the source (or --scratch: single-task baseline)
   zeroshot   zero-shot CLIP with hand templates on the target (--ensemble: template ensemble)
   fewshot    methods x shots x seeds on the target -> CSV, markdown table, PNG plot
-  experiment teachers -> source -> fewshot, all in one
+  experiment teachers -> source -> fewshot, all in one (sweep lines with source_mode: mvlpt
+             get their own source run, without teachers)
   quickstart the experiment on configs/clip/quickstart.yaml (offline, CPU, minutes)
   predict    classify images / answer questions with a trained run
   pretrain   pretrain the shipped tiny CLIP

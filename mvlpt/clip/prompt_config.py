@@ -42,6 +42,10 @@ class CLIPPromptConfig:
         checkpointing: activation checkpointing in the frozen towers (saves memory for large
             class unions and VQA candidate sets at the cost of a second forward).
         logit_scale: multiplier of the cosine similarities; ``null`` = CLIP's learned ``exp(logit_scale)``.
+        shared_prompt: MVLPT's multitask training: one vanilla prompt (per prompt module) used by every
+            task, and each classification sample scored against the union of all classification tasks'
+            classes (no per-task mask; VQA samples keep their own answer candidates). Set by the
+            source stage with ``source_mode: mvlpt``.
     """
 
     method: Literal["coop", "vpt", "upt"] = "coop"
@@ -56,6 +60,7 @@ class CLIPPromptConfig:
     vqa_template: str = "question: {question} answer: {answer}."
     checkpointing: bool = False
     logit_scale: float | None = None
+    shared_prompt: bool = False
 
     def validate(self) -> None:
         if self.method not in METHODS:

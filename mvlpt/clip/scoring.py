@@ -5,6 +5,15 @@ concatenated in task order, ``C_union`` columns. A sample is scored only against
 task's columns; every other column is ``-inf`` (``logit_mask`` is False there), so a softmax
 over the row is a softmax over the sample's own classes, and a teacher and a student built on
 the same task list produce aligned logits for KL distillation.
+
+``ClassLayout(union=True)`` is MVLPT's multitask scoring (``source_mode: mvlpt``): a sample of a
+classification task is scored against the classes of *all* classification tasks (their class
+lists concatenated in task order; a class name that occurs in two datasets stays two separate
+columns, as in the official MVLPT code) and its loss is the cross-entropy over that union
+against its union index (position of its task's block + label). VQA candidates depend on the
+question, so a VQA sample keeps its own answer candidates (and its soft cross-entropy), and the
+VQA columns stay ``-inf`` for classification samples. Predictions and accuracies stay per task
+(argmax over the sample's own task's columns), as the official code evaluates each dataset.
 """
 
 from __future__ import annotations
@@ -16,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from mvlpt.core.errors import DataError, TaskIdError
+from mvlpt.core.errors import ConfigError, DataError, TaskIdError
 
 from .tasks import TaskInfo
 from .vqa import candidate_scores, require_questions, soft_target_loss
@@ -30,11 +39,22 @@ PairFeatures = Callable[[int, list[str]], Tensor]
 class ClassLayout:
     """Column ranges of the tasks in the global logit layout."""
 
-    def __init__(self, tasks: Sequence[TaskInfo], vqa_max_answers: int = 0):
+    def __init__(self, tasks: Sequence[TaskInfo], vqa_max_answers: int = 0, union: bool = False):
         self.tasks = list(tasks)
         self.sizes = [t.num_candidates(vqa_max_answers) for t in self.tasks]
         self.offsets = [sum(self.sizes[:k]) for k in range(len(self.sizes))]
         self.size = sum(self.sizes)
+        #: MVLPT scoring: classification samples get a softmax over the union of all classification
+        #: tasks' classes (VQA samples keep their own candidates)
+        self.union = bool(union)
+        self.is_classification = [t.task_type == "classification" for t in self.tasks]
+        #: classification tasks, in task order, and their columns: the union's classes
+        self.union_tasks = [k for k, c in enumerate(self.is_classification) if c]
+        self.union_columns = [c for k in self.union_tasks for c in range(self.offsets[k], self.offsets[k] + self.sizes[k])]
+        self._union_start = {k: sum(self.sizes[j] for j in self.union_tasks[:i]) for i, k in enumerate(self.union_tasks)}
+        if self.union and not self.union_tasks:
+            raise ConfigError("union scoring over the tasks' classes (source_mode: mvlpt / prompt.shared_prompt) "
+                              "needs at least one classification task; all tasks are VQA")
 
     def columns(self, k: int) -> slice:
         return slice(self.offsets[k], self.offsets[k] + self.sizes[k])
@@ -44,12 +64,35 @@ class ClassLayout:
             raise TaskIdError(f"task ids {sorted(set(task_ids.tolist()))} out of range: this model has "
                               f"{len(self.tasks)} task(s) {[t.name for t in self.tasks]}")
 
+    def classification_rows(self, task_ids: Tensor) -> Tensor:
+        """``(B,)`` bool: the samples of classification tasks."""
+        return torch.tensor(self.is_classification, dtype=torch.bool, device=task_ids.device)[task_ids]
+
+    def union_labels(self, task_ids: Tensor, labels: Tensor) -> Tensor:
+        """Each classification sample's position in the union of the classification classes
+        (``union_columns``): start of its task's block + label; labels are checked."""
+        sizes = torch.tensor(self.sizes, device=labels.device)[task_ids]
+        bad = ((labels < 0) | (labels >= sizes)).nonzero(as_tuple=True)[0]
+        if bad.numel():
+            i = int(bad[0])
+            k = int(task_ids[i])
+            raise DataError(f"task {self.tasks[k].name!r}: label {int(labels[i])} is outside its {self.sizes[k]} "
+                            "classes; the model's class list does not match the dataset's")
+        start = torch.tensor([self._union_start.get(k, 0) for k in range(len(self.tasks))], device=labels.device)
+        return start[task_ids] + labels
+
     def mask(self, task_ids: Tensor) -> Tensor:
-        """``(B, C_union)`` bool, True on each sample's own task's columns."""
+        """``(B, C_union)`` bool, True on each sample's own task's columns (union scoring: a
+        classification sample's row is True on every classification column)."""
         cols = torch.arange(self.size, device=task_ids.device)
         off = torch.tensor(self.offsets, device=task_ids.device)[task_ids]
         size = torch.tensor(self.sizes, device=task_ids.device)[task_ids]
-        return (cols >= off[:, None]) & (cols < (off + size)[:, None])
+        own = (cols >= off[:, None]) & (cols < (off + size)[:, None])
+        if not self.union:
+            return own
+        in_union = torch.zeros(self.size, dtype=torch.bool, device=task_ids.device)
+        in_union[self.union_columns] = True
+        return torch.where(self.classification_rows(task_ids)[:, None], in_union[None, :], own)
 
 
 def score_batch(layout: ClassLayout, batch: dict[str, Any], image_features: Tensor, scale: Tensor | float,
@@ -69,8 +112,19 @@ def score_batch(layout: ClassLayout, batch: dict[str, Any], image_features: Tens
     logits = img.new_full((b, layout.size), float("-inf"))
     target = img.new_zeros(b, e)
     valid = torch.zeros(b, dtype=torch.bool, device=img.device)
+    if layout.union:  # classification samples: against the union of all classification classes
+        rows = layout.classification_rows(task_ids).nonzero(as_tuple=True)[0]
+        if rows.numel():
+            y = layout.union_labels(task_ids[rows], labels[rows])
+            txt = torch.cat([F.normalize(class_features(k).float(), dim=-1) for k in layout.union_tasks])
+            cols = torch.tensor(layout.union_columns, device=img.device)
+            logits = logits.index_put((rows[:, None], cols[None, :]), (scale * img[rows] @ txt.T).to(logits.dtype))
+            target = target.index_put((rows,), txt[y].to(target.dtype))
+            valid = valid.index_put((rows,), torch.ones_like(rows, dtype=torch.bool))
     for k in torch.unique(task_ids).tolist():
         task = layout.tasks[k]
+        if layout.union and task.task_type == "classification":
+            continue
         rows = (task_ids == k).nonzero(as_tuple=True)[0]
         y = labels[rows]
         n_cls = layout.sizes[k]
@@ -99,14 +153,24 @@ def score_batch(layout: ClassLayout, batch: dict[str, Any], image_features: Tens
 
 
 def batch_loss(layout: ClassLayout, batch: dict[str, Any], logits: Tensor) -> Tensor:
-    """Mean over counted rows: cross-entropy (classification) / soft cross-entropy (VQA)."""
+    """Mean over counted rows: cross-entropy (classification) / soft cross-entropy (VQA); union
+    scoring: a classification sample's cross-entropy is over the union of the classification classes."""
     task_ids, labels = batch["task_ids"], batch["labels"]
     total = logits.new_zeros(())
     count = 0
+    if layout.union:
+        rows = layout.classification_rows(task_ids).nonzero(as_tuple=True)[0]
+        if rows.numel():
+            cols = torch.tensor(layout.union_columns, device=logits.device)
+            block = logits[rows[:, None], cols[None, :]].float()
+            total = total + F.cross_entropy(block, layout.union_labels(task_ids[rows], labels[rows]), reduction="sum")
+            count += len(rows)
     for k in torch.unique(task_ids).tolist():
         rows = (task_ids == k).nonzero(as_tuple=True)[0]
         block = logits[rows, layout.columns(k)].float()
         task = layout.tasks[k]
+        if layout.union and task.task_type == "classification":
+            continue
         if task.task_type == "classification":
             total = total + F.cross_entropy(block, labels[rows], reduction="sum")
             count += len(rows)

@@ -15,6 +15,7 @@ task's classes (:mod:`.scoring`). VQA tasks are scored as described in :mod:`.vq
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -41,6 +42,18 @@ STAGES = ("teachers", "source", "target", "single")
 EVAL_TEXT_CHUNK = 4096
 
 
+def _shared_prompt_config(cfg: CLIPPromptConfig) -> CLIPPromptConfig:
+    """``shared_prompt``: the prompts are vanilla (``auto`` kinds → ``vanilla``; ``decomposed`` is refused)."""
+    parts = {}
+    for name in ("text", "visual"):
+        sub = getattr(cfg, name)
+        if sub.kind == "decomposed":
+            raise ConfigError(f"prompt.shared_prompt (source_mode: mvlpt) trains one vanilla prompt shared by all "
+                              f"tasks: set prompt.{name}.kind to vanilla or auto, found decomposed")
+        parts[name] = dataclasses.replace(sub, kind="vanilla")
+    return dataclasses.replace(cfg, **parts)
+
+
 def backbone_label(clip_model: nn.Module) -> str:
     """A readable name of the backbone for error messages."""
     return str(getattr(clip_model, "mvlpt_name", "") or type(clip_model).__name__)
@@ -63,6 +76,8 @@ class CLIPTaskModel(TaskModel):
         if stage not in STAGES:
             raise ConfigError(f"stage must be one of {STAGES}, found {stage!r}")
         prompt_cfg.validate()
+        if prompt_cfg.shared_prompt:  # MVLPT: one vanilla prompt for every task, union scoring
+            prompt_cfg = _shared_prompt_config(prompt_cfg)
         self.tasks = check_tasks(tasks)
         self.task_names = [t.name for t in self.tasks]
         self.cfg = prompt_cfg
@@ -77,7 +92,7 @@ class CLIPTaskModel(TaskModel):
             self.text_tower.require_prompts(f"prompt.method={prompt_cfg.method} (text context)")
         if prompt_cfg.uses_visual:
             self.vision_tower.require_prompts(f"prompt.method={prompt_cfg.method} (visual prompts)")
-        self.layout = ClassLayout(self.tasks, prompt_cfg.vqa_max_answers)
+        self.layout = ClassLayout(self.tasks, prompt_cfg.vqa_max_answers, union=prompt_cfg.shared_prompt)
         n_ctx = prompt_cfg.text.length if prompt_cfg.uses_text else 0
         dims = BackboneDims(
             text_width=self.text_tower.width if not self.text_tower.unsupported else 0,
@@ -86,7 +101,7 @@ class CLIPTaskModel(TaskModel):
             max_classes=max(self.layout.sizes),
             backbone=backbone_label(clip_model),
         )
-        self.prompt_set = build_prompt_set(prompt_cfg, stage, len(self.tasks), dims,
+        self.prompt_set = build_prompt_set(prompt_cfg, stage, 1 if prompt_cfg.shared_prompt else len(self.tasks), dims,
                                            self._embed_text if not self.text_tower.unsupported else None)
         # fixed parts of the class prompts, tokenised and embedded once
         self.class_texts = ClassTextBank(
@@ -187,26 +202,56 @@ class CLIPTaskModel(TaskModel):
     def _forward(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         task_ids = batch["task_ids"]
         self.layout.check_task_ids(task_ids)
-        uniq, prompts = self._prompts(task_ids)
-        ctx = {int(k): prompts.text[i] for i, k in enumerate(uniq.tolist())} if prompts.text is not None else {}
+        if self.cfg.shared_prompt:  # every sample (and every task's class texts) uses prompt 0
+            _, prompts = self._prompts(torch.zeros_like(task_ids))
+            ctx = {k: prompts.text[0] for k in range(len(self.tasks))} if prompts.text is not None else {}
+        else:
+            uniq, prompts = self._prompts(task_ids)
+            ctx = {int(k): prompts.text[i] for i, k in enumerate(uniq.tolist())} if prompts.text is not None else {}
         if prompts.visual is None:
             with torch.no_grad():
                 img = self.vision_tower.encode(batch["images"])
         else:
             img = self.vision_tower.encode(batch["images"], prompts.visual, self.cfg.checkpointing)
-        logits, target, valid = score_batch(
-            self.layout, batch, img, self.logit_scale,
-            lambda k: self._class_features(k, ctx.get(k)),
-            lambda k, qs: self._pair_features(k, qs, ctx.get(k)))
-        return logits, F.normalize(img.float(), dim=-1), target, valid
+        raw: dict[int, Tensor] = {}  # text features before normalisation, per task (for distillation)
+
+        def class_features(k: int) -> Tensor:
+            raw[k] = self._class_features(k, ctx.get(k))
+            return raw[k]
+
+        def pair_features(k: int, qs: list[str]) -> Tensor:
+            raw[k] = self._pair_features(k, qs, ctx.get(k))
+            return raw[k]
+
+        logits, _, valid = score_batch(self.layout, batch, img, self.logit_scale, class_features, pair_features)
+        return logits, img.float(), self._raw_targets(batch, raw, img.shape[-1]), valid
+
+    def _raw_targets(self, batch: Batch, raw: dict[int, Tensor], width: int) -> Tensor:
+        """Each sample's target text feature before normalisation ``(B, e)`` (zeros where it has none)."""
+        task_ids, labels = batch["task_ids"], batch["labels"]
+        out = None
+        for k, feats in raw.items():
+            rows = (task_ids == k).nonzero(as_tuple=True)[0]
+            if not rows.numel():
+                continue
+            y = labels[rows].clamp(0, feats.shape[-2] - 1)
+            t = feats[y] if feats.dim() == 2 else feats[torch.arange(len(rows), device=feats.device), y]
+            out = (feats.new_zeros(task_ids.shape[0], width).float() if out is None else out).index_put((rows,), t.float())
+        return out if out is not None else torch.zeros(task_ids.shape[0], width, device=task_ids.device)
 
     def step(self, batch: Batch) -> StepOutput:
-        """Loss, masked logits ``(B, C_union)`` and hidden ``(B, 2, e)`` = [image feature, text feature of
-        the sample's target class] (unit norm; the text slot is masked where there is no target)."""
+        """Loss, masked logits ``(B, C_union)`` and hidden ``(B, 2, e)`` for distillation = [image feature,
+        text feature of the sample's target class], both **before** normalisation (their norms and
+        directions both differ between a teacher's and a student's prompt; after normalisation the
+        MSE is ~0). A slot is masked where the prompt cannot change it: the image slot without
+        visual prompts (CoOp: the same frozen image features in teacher and student), the text
+        slot without a text context (VPT: hand templates) or without a target."""
         logits, img, target, valid = self._forward(batch)
         loss = batch_loss(self.layout, batch, logits)
         hidden = torch.stack([img, target], dim=1)
-        hidden_mask = torch.stack([torch.ones_like(valid), valid], dim=1)
+        img_ok = torch.full_like(valid, self.cfg.uses_visual)
+        txt_ok = valid & bool(self.cfg.uses_text)
+        hidden_mask = torch.stack([img_ok, txt_ok], dim=1)
         return StepOutput(loss=loss, logits=logits, logit_mask=self.layout.mask(batch["task_ids"]),
                           hidden=hidden, hidden_mask=hidden_mask)
 
@@ -219,3 +264,49 @@ class CLIPTaskModel(TaskModel):
     def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, float]:
         """``"<task>/accuracy"`` (percent), ``"<task>/n"`` and ``"score"`` (mean accuracy over tasks)."""
         return task_metrics(self.task_names, records)
+
+    # ------------------------------------------------------------------ health figures (core contract)
+    @torch.no_grad()
+    def reference_norms(self) -> dict[str, float]:
+        """The backbone's own token norms: the mean row norm of the token embedding (text prompts) and of
+        the image tower's input tokens after ``ln_pre`` at the positional embeddings (visual prompts)."""
+        out: dict[str, float] = {}
+        mods = self.prompt_modules()
+        text, visual = mods.get("text_prompt"), mods.get("visual_prompt")
+        if text is not None and not self.text_tower.unsupported and getattr(text, "dim", None) == self.text_tower.width:
+            out["text_prompt"] = float(self.text_tower.src.token_embedding.weight.float().norm(dim=-1).mean())
+        if visual is not None and not self.vision_tower.unsupported and getattr(visual, "dim", None) == self.vision_tower.width:
+            v = self.vision_tower.visual
+            out["visual_prompt"] = float(v.ln_pre(v.positional_embedding.float()).norm(dim=-1).mean())
+        return out
+
+    def chance_levels(self) -> dict[str, float]:
+        """``"<task>/accuracy"``: 100 / number of classes (classification tasks)."""
+        return {f"{t.name}/accuracy": 100.0 / len(t.classnames) for t in self.tasks
+                if t.task_type == "classification" and len(t.classnames) > 1}
+
+    @torch.no_grad()
+    def diagnostics(self) -> dict[str, float]:
+        """``"<task>/class_text_cos"``: mean pairwise cosine of a task's class-text features under its
+        learned context (near 1 = every class name maps to the same feature: the prompt collapsed)."""
+        if not self.cfg.uses_text:
+            return {}
+        was = self.training
+        self.eval()
+        out = {}
+        try:
+            device = self.clip.logit_scale.device
+            ids = torch.arange(len(self.tasks), device=device)
+            if self.cfg.shared_prompt:
+                ids = torch.zeros_like(ids)
+            prompts = self.prompt_set(ids)
+            for k, task in enumerate(self.tasks):
+                if task.task_type != "classification" or len(task.classnames) < 2 or prompts.text is None:
+                    continue
+                f = F.normalize(self.class_texts.features(k, prompts.text[k]).float(), dim=-1)
+                c = f @ f.T
+                n = c.shape[0]
+                out[f"{task.name}/class_text_cos"] = round(float((c.sum() - c.diagonal().sum()) / (n * (n - 1))), 6)
+        finally:
+            self.train(was)
+        return out

@@ -160,15 +160,26 @@ class DecomposedPrompt(PromptModule):
     * ``task_u``  ``U``:  ``(T, [L,] l, r)`` — group ``task_factors``
     * ``task_v``  ``V``:  ``(T, [L,] d, r)`` — group ``task_factors``
 
-    Random initialisation: ``P* ~ N(0, init_std²)`` and every entry of ``U`` and
-    ``V`` ``~ N(1/√r, init_std²)``, so that ``(U Vᵀ)_ij = Σ_r U_ir V_jr ≈ r · (1/√r)² = 1``
-    at step 0: the task matrix starts near all-ones and ``P_k ≈ P*`` rather than
-    near zero (which would wipe the shared prompt out).
+    Random initialisation (``factor_init``):
+
+    * ``ones`` (default): ``P* ~ N(0, init_std²)`` and every entry of ``U`` and ``V``
+      ``~ N(1/√r, init_std²)``, so that ``(U Vᵀ)_ij = Σ_r U_ir V_jr ≈ r · (1/√r)² = 1`` at
+      step 0: the task matrix starts near all-ones and ``P_k ≈ P*`` rather than near zero.
+    * ``peft``: PEFT's ``MultitaskPromptEmbedding`` init, ``U, V ~ N(0, init_std²)`` (``P_k ≈ 0``
+      at step 0; the factors must grow before the prompt acts).
+
+    With ``U, V ≈ 1`` the factors' gradients carry a factor ``P*`` (small next to 1), so under
+    SGD they move far more slowly than ``P*``; under Adam every entry moves by about the
+    learning rate per step and ``U Vᵀ`` grows quadratically. The optimiser therefore gives the
+    ``task_factors`` group its own learning-rate multiplier (``optim.group_lr``; see
+    :mod:`mvlpt.core.optim`), and :mod:`mvlpt.core.mechanism` logs how far the factors moved.
     """
 
     groups = ("shared", "task_factors")
+    FACTOR_INITS = ("ones", "peft")
 
-    def __init__(self, num_tasks: int, shape: Sequence[int], rank: int = 1, init_std: float = INIT_STD):
+    def __init__(self, num_tasks: int, shape: Sequence[int], rank: int = 1, init_std: float = INIT_STD,
+                 factor_init: str = "ones"):
         super().__init__()
         if num_tasks < 1:
             raise ValueError(f"num_tasks must be >= 1, found {num_tasks}")
@@ -179,7 +190,9 @@ class DecomposedPrompt(PromptModule):
         self.rank = int(rank)
         lead = self.shape[:-2]
         l, d = self.shape[-2:]
-        mean = 1.0 / math.sqrt(rank)
+        if factor_init not in self.FACTOR_INITS:
+            raise ValueError(f"unknown factor_init {factor_init!r}; expected one of {self.FACTOR_INITS}")
+        mean = 1.0 / math.sqrt(rank) if factor_init == "ones" else 0.0
         self.shared = nn.Parameter(torch.randn(*self.shape) * init_std)
         self.task_u = nn.Parameter(mean + torch.randn(self.num_tasks, *lead, l, rank) * init_std)
         self.task_v = nn.Parameter(mean + torch.randn(self.num_tasks, *lead, d, rank) * init_std)
@@ -211,10 +224,11 @@ class DecomposedPrompt(PromptModule):
         return {"per_task": per, "shared": shared}
 
 
-def build_prompt(kind: str, num_tasks: int, shape: Sequence[int], rank: int = 1, init_std: float = INIT_STD) -> PromptModule:
-    """Factory: ``kind`` is ``"vanilla"`` or ``"decomposed"``."""
+def build_prompt(kind: str, num_tasks: int, shape: Sequence[int], rank: int = 1, init_std: float = INIT_STD,
+                 factor_init: str = "ones") -> PromptModule:
+    """Factory: ``kind`` is ``"vanilla"`` or ``"decomposed"`` (``factor_init``: ``ones`` or ``peft``)."""
     if kind == "vanilla":
         return VanillaPrompt(num_tasks, shape, init_std=init_std)
     if kind == "decomposed":
-        return DecomposedPrompt(num_tasks, shape, rank=rank, init_std=init_std)
+        return DecomposedPrompt(num_tasks, shape, rank=rank, init_std=init_std, factor_init=factor_init)
     raise ValueError(f"unknown prompt kind {kind!r}; expected 'vanilla' or 'decomposed'")

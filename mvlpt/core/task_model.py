@@ -88,6 +88,38 @@ class TaskModel(nn.Module):
         """Backbone modules kept in eval mode during training."""
         return ()
 
+    # ------------------------------------------------------------------ optional: figures and checks
+    #: 100 when the head's accuracies are percentages, 1 when fractions (health-check margins)
+    metric_scale: float = 100.0
+
+    def parameter_groups(self) -> dict[str, list[nn.Parameter]]:
+        """Trainable parameters by group (``shared``, ``task_factors``, ``task_prompts``; the rest is
+        ``other``), for per-group learning rates and per-task gradient clipping."""
+        from .prompts import PromptModule
+
+        out: dict[str, list[nn.Parameter]] = {}
+        for module in self.prompt_modules().values():
+            if isinstance(module, PromptModule):
+                for g in module.groups:
+                    out.setdefault(g, []).extend(p for p in module.group_parameters(g) if p.requires_grad)
+            else:
+                out.setdefault("other", []).extend(p for p in module.parameters() if p.requires_grad)
+        return out
+
+    def reference_norms(self) -> dict[str, float]:
+        """Per prompt module, the backbone's own token norm the prompt should stay near (e.g. the
+        mean row norm of the token embeddings); modules without one are left out."""
+        return {}
+
+    def chance_levels(self) -> dict[str, float]:
+        """Chance level per metric key (``"<task>/accuracy"``: 100 / classes), for health checks."""
+        return {}
+
+    def diagnostics(self) -> dict[str, float]:
+        """Head-specific health figures, e.g. ``"<task>/class_text_cos"`` (mean pairwise cosine of
+        the class-text features)."""
+        return {}
+
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """State of every prompt module, keyed ``<module>.<param>``."""
         out: dict[str, Tensor] = {}

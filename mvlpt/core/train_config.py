@@ -7,6 +7,7 @@ from typing import Literal
 
 from .distill import DistillConfig
 from .errors import ConfigError
+from .health import HealthConfig
 from .optim import OptimConfig, ScheduleConfig
 from .sampling import SamplingConfig
 
@@ -21,6 +22,10 @@ class TrainConfig:
         eval_batch_size: evaluation batch size (0 = ``batch_size``).
         grad_accum_steps: micro-batches per optimizer step.
         clip_grad_norm: max gradient norm (0 = no clipping).
+        clip_grad_scope: ``per_task`` clips each task's own parameters (its vanilla prompt, or its
+            factors ``U_k, V_k``) separately and the shared ones (``P*``, mappings) together, so one
+            task's large gradient does not shrink another's (independent teachers stay independent);
+            ``global`` clips the norm over all trainable parameters at once.
         precision: ``auto`` = bf16 autocast on CUDA, fp32 on CPU; ``fp16`` uses a GradScaler.
             Weights stay fp32 (never pure fp16).
         eval_every / save_every: steps between evaluations / checkpoints (0 = at the end only).
@@ -37,6 +42,7 @@ class TrainConfig:
             pick the best checkpoint, and whether larger is better.
         progress: show a tqdm bar.
         tensorboard: also log to TensorBoard when it is installed.
+        health: end-of-stage health checks (chance-level tasks, collapsed class texts, prompt norm).
     """
 
     max_steps: int = 1000
@@ -44,6 +50,7 @@ class TrainConfig:
     eval_batch_size: int = 0
     grad_accum_steps: int = 1
     clip_grad_norm: float = 1.0
+    clip_grad_scope: Literal["per_task", "global"] = "per_task"
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     eval_every: int = 0
     eval_at_start: bool = False
@@ -64,6 +71,7 @@ class TrainConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     sampling: SamplingConfig = field(default_factory=SamplingConfig)
     distill: DistillConfig = field(default_factory=DistillConfig)
+    health: HealthConfig = field(default_factory=HealthConfig)
 
     def validate(self) -> None:
         for name in ("max_steps", "batch_size", "grad_accum_steps"):

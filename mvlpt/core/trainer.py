@@ -28,6 +28,9 @@ from .config import to_dict
 from .distill import kl_distillation, mse_distillation
 from .distributed import DistInfo, all_reduce_mean, any_true, barrier, broadcast_object, gather_objects, init_distributed
 from .errors import NonFiniteLossError
+from . import health as health_checks
+from .mechanism import mechanism_stats, snapshot
+from .prompts import PromptModule
 from .logging_utils import MetricsLogger
 from .optim import build_optimizer, build_scheduler
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset, ShardedEvalSampler
@@ -153,6 +156,13 @@ class Trainer:
                     mse = mse_distillation(out.hidden, t_out.hidden, out.hidden_mask)
                     loss = loss + d.mse_weight * mse
                     logs["mse_loss"] = float(mse.detach())
+                total = float(loss.detach())
+                if total != 0 and total == total:  # each term's share of the total loss
+                    logs["task_share"] = logs["task_loss"] / total
+                    if "kl_loss" in logs:
+                        logs["kl_share"] = d.kl_weight * logs["kl_loss"] / total
+                    if "mse_loss" in logs:
+                        logs["mse_share"] = d.mse_weight * logs["mse_loss"] / total
         logs["loss"] = float(loss.detach())
         return loss, logs
 
@@ -217,6 +227,54 @@ class Trainer:
                 ckpt.save_checkpoint_dir(self.ckpt_dir / "best", self.model.trainable_state_dict(), self.run_config)
                 ckpt.write_json(self.ckpt_dir / "best" / "metrics.json", {"step": self.step, **metrics})
 
+    # ------------------------------------------------------------------ mechanism figures, health
+    START_FILE = "start_prompts.safetensors"
+
+    def _start_snapshot(self, resumed: bool) -> None:
+        """The prompts at the start of the run (kept in ``checkpoints/start_prompts.safetensors`` so
+        that a resumed run measures factor movement from the same start)."""
+        self._start = snapshot(self.model.prompt_modules())
+        with torch.no_grad():
+            self._start_diag = self.model.diagnostics() if self.cfg.health.enabled and not resumed else {}
+        path = self.ckpt_dir / self.START_FILE
+        if resumed and path.is_file():
+            tensors = ckpt.load_tensors(path)
+            for name, m in self._start.items():
+                sub = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
+                if sub:
+                    ckpt.load_module_state(m, sub, where=f"{self.START_FILE}:{name}")
+        elif self.info.is_main and not resumed:
+            tensors = {f"{n}.{k}": v for n, m in self._start.items() for k, v in m.state_dict().items()}
+            if tensors:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                ckpt.save_tensors(path, tensors)
+
+    def mechanism(self) -> dict[str, float]:
+        """MPT mechanism figures of the current prompts (see :mod:`mvlpt.core.mechanism`)."""
+        return mechanism_stats(self.model.prompt_modules(), getattr(self, "_start", None),
+                               list(getattr(self.model, "task_names", [])), self.model.reference_norms())
+
+    def check_health(self, metrics: dict[str, float]) -> dict[str, Any]:
+        """End-of-stage health checks on ``metrics`` (writes ``health.json``; strict → error)."""
+        hc = self.cfg.health
+        mech = self.mechanism()
+        with torch.no_grad():
+            diag = self.model.diagnostics() if hc.enabled else {}
+        chance = self.model.chance_levels()
+        start_diag = getattr(self, "_start_diag", {})
+        problems = (health_checks.find_problems(metrics, chance, self.model.metric_scale, diag, mech, hc, start_diag)
+                    if hc.enabled else [])
+        out = {"ok": not problems, "problems": problems, "mechanism": mech, "diagnostics": diag}
+        if self.info.is_main:
+            ckpt.write_json(self.run_dir / "mechanism.json", {"step": self.step, **mech})
+            health_checks.write_health(self.run_dir, problems, {"metrics": {k: metrics[k] for k in chance if k in metrics},
+                                                                 "chance": chance, **diag,
+                                                                 **{f"{k}@start": v for k, v in start_diag.items()}})
+            if hc.enabled:
+                self.logger.log(self.step, "health", {"ok": not problems, **diag})
+            health_checks.report(problems, f"this run ({self.run_dir})", hc.strict)
+        return out
+
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
     def evaluate(self, datasets: Sequence[Dataset] | None = None) -> dict[str, float]:
@@ -251,7 +309,9 @@ class Trainer:
         seed_everything(cfg.seed + self.info.rank, cfg.deterministic)
         self.run_dir.mkdir(parents=True, exist_ok=True)
         params = self.trainable_parameters()
-        optimizer = build_optimizer(params, cfg.optim)
+        named = self.model.parameter_groups()
+        optimizer = build_optimizer(params, cfg.optim, named)
+        self._clip_units = self._clip_groups(params)
         scheduler = build_scheduler(optimizer, cfg.max_steps, cfg.schedule)
         sizes = [len(d) for d in self.train_datasets]
         sampler = MultiTaskBatchSampler(sizes, cfg.batch_size, cfg.sampling, seed=cfg.seed,
@@ -259,6 +319,7 @@ class Trainer:
         latest = ckpt.latest_checkpoint(self.ckpt_dir) if resume else None
         if latest is not None:
             self._resume(latest, optimizer, scheduler, sampler)
+        self._start_snapshot(resumed=latest is not None)
         if self.info.is_main:
             ckpt.write_json(self.run_dir / "config.json", self.run_config)
 
@@ -268,6 +329,7 @@ class Trainer:
                                               broadcast_buffers=False)  # frozen backbones: nothing to sync
         if cfg.eval_at_start and self.step == 0 and self.eval_datasets:
             self.logger.log(0, "eval", self.evaluate())
+            self.logger.log(0, "mechanism", self.mechanism())
         self.model.train()
         loader_iter = iter(self._loader(sampler))
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,
@@ -296,6 +358,7 @@ class Trainer:
                     metrics = self.evaluate()
                     last_eval = (self.step, metrics)
                     self.logger.log(self.step, "eval", metrics)
+                    self.logger.log(self.step, "mechanism", self.mechanism())
                     self._save_best(metrics)
                 if (cfg.save_every and self.step % cfg.save_every == 0) or last:
                     self.save(optimizer, scheduler, sampler)
@@ -304,15 +367,62 @@ class Trainer:
             if self.info.is_main:
                 print(f"\ninterrupted: writing a checkpoint at step {self.step} before exiting", flush=True)
             self.save(optimizer, scheduler, sampler)
+            self.logger.close()
+            raise
+        except BaseException:
+            self.logger.close()
             raise
         finally:
             bar.close()
-            self.logger.close()
         if last_eval is not None and last_eval[0] == self.step:
             final = last_eval[1]  # evaluated at the last step already
         else:
             final = self.evaluate() if self.eval_datasets else {}
-        return {"final": final, "best": self.best, "step": self.step, "skipped_batches": self.skipped}
+        try:
+            health = self.check_health(final)
+        finally:
+            self.logger.close()
+        return {"final": final, "best": self.best, "step": self.step, "skipped_batches": self.skipped,
+                "mechanism": health["mechanism"], "health": {"ok": health["ok"], "problems": health["problems"],
+                                                             **health["diagnostics"]}}
+
+    def _clip_groups(self, params: list[torch.nn.Parameter]) -> list[tuple[torch.nn.Parameter, int | None]] | None:
+        """Clipping units for ``clip_grad_scope: per_task``: (parameter, task row) for each task's own
+        rows (vanilla prompts, factors), (parameter, None) for shared ones; None for global clipping."""
+        if self.cfg.clip_grad_scope != "per_task":
+            return None
+        units: list[tuple[torch.nn.Parameter, int | None]] = []
+        seen: set[int] = set()
+        for module in self.model.prompt_modules().values():
+            if not isinstance(module, PromptModule):
+                continue
+            for g in module.groups:
+                if g == "shared":
+                    continue
+                for p in module.group_parameters(g):
+                    if p.requires_grad and p.dim() > 0 and p.shape[0] == module.num_tasks:
+                        units.extend((p, k) for k in range(module.num_tasks))
+                        seen.add(id(p))
+        units.extend((p, None) for p in params if id(p) not in seen)
+        return units
+
+    def _clip(self, params: list[torch.nn.Parameter]) -> float:
+        """Clip gradients to ``clip_grad_norm`` (per task or globally); returns the global norm before clipping."""
+        max_norm = self.cfg.clip_grad_norm
+        if self._clip_units is None:
+            return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+        groups: dict[object, list[torch.Tensor]] = {}
+        for p, k in self._clip_units:
+            if p.grad is not None:
+                groups.setdefault(("task", k) if k is not None else "shared", []).append(p.grad if k is None else p.grad[k])
+        sq = []
+        for grads in groups.values():
+            norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(g.float()) for g in grads]))
+            sq.append(norm ** 2)
+            scale = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
+            for g in grads:
+                g.mul_(scale.to(g.dtype))
+        return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
 
     def _train_step(self, loader_iter, forward, optimizer, scheduler, params) -> dict[str, float] | None:
         cfg = self.cfg
@@ -348,7 +458,7 @@ class Trainer:
         self._consecutive_skips = 0
         if cfg.clip_grad_norm > 0:
             self.scaler.unscale_(optimizer)
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, cfg.clip_grad_norm))
+            grad_norm = self._clip(params)
         else:
             grad_norm = math.nan
         self.scaler.step(optimizer)

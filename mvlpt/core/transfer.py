@@ -9,7 +9,7 @@ import torch
 from torch import Tensor
 
 from .errors import CheckpointError, ShapeMismatchError
-from .prompts import DecomposedPrompt
+from .prompts import DecomposedPrompt, VanillaPrompt
 
 #: ways to initialise a target prompt from a source (``source_init`` in configs)
 SOURCE_INIT_MODES = ("mean", "task", "shared_only")
@@ -63,6 +63,42 @@ def init_from_source(
         v = torch.full_like(target.task_v[0], 1.0 / math.sqrt(target.rank))
     target.task_u.copy_(u.unsqueeze(0).expand_as(target.task_u))
     target.task_v.copy_(v.unsqueeze(0).expand_as(target.task_v))
+
+
+@torch.no_grad()
+def init_vanilla_from_source(
+    target: VanillaPrompt,
+    source_state: Mapping[str, Tensor],
+    source_task: int | None = None,
+) -> None:
+    """Initialise a vanilla ``target`` from a source :class:`VanillaPrompt` state dict (``{"prompts"}``).
+
+    MVLPT's transfer: the source stage trains one prompt shared by all source tasks; every target
+    task starts from exactly that prompt. A source holding several prompts (e.g. a teachers run)
+    needs ``source_task`` to pick one.
+
+    Args:
+        target: the prompt to initialise (any number of target tasks; each gets the same copy).
+        source_state: ``{"prompts": (T_src, *shape)}`` of a trained vanilla source prompt.
+        source_task: the source prompt to copy; ``None`` requires a single-prompt source.
+    """
+    if "prompts" not in source_state:
+        found = sorted(source_state)
+        hint = (" (a decomposed MPT source: train the target with a decomposed prompt, or train the source "
+                "with source_mode: mvlpt)") if "shared" in source_state else ""
+        raise CheckpointError(f"source prompt state lacks a vanilla 'prompts' tensor{hint}; found keys {found}")
+    src = source_state["prompts"]
+    n_src = src.shape[0] if src.dim() >= 1 else 0
+    _expect("prompts", src, (n_src, *target.shape))
+    if source_task is None:
+        if n_src != 1:
+            raise CheckpointError(
+                f"the source holds {n_src} vanilla prompts, not one shared prompt; pick one with "
+                "prompt.source_init=task and prompt.source_task=<id>")
+        source_task = 0
+    if not 0 <= source_task < n_src:
+        raise ValueError(f"source_task {source_task} is out of range: the source has {n_src} prompts")
+    target.prompts.copy_(src[source_task].unsqueeze(0).expand_as(target.prompts))
 
 
 def to_peft_tensors(prompt: DecomposedPrompt) -> dict[str, Tensor]:

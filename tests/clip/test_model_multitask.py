@@ -90,8 +90,11 @@ def test_target_initialises_from_source_run(backbone, tmp_path):
     model, tok, _ = backbone
     src = CLIPTaskModel(model, tok, TASKS, pc("upt"), "source")
     save_tensors(tmp_path / "prompts.safetensors", src.trainable_state_dict())
-    cfg = pc("upt", source_path=str(tmp_path))
+    cfg = pc("upt", source_path=str(tmp_path), train=["task_factors"])  # the factors-only variant
     tgt = CLIPTaskModel(model, tok, [TaskInfo("flowers", "classification", ["rose", "tulip"])], cfg, "target")
+    default = CLIPTaskModel(model, tok, [TaskInfo("flowers", "classification", ["rose", "tulip"])],
+                            pc("upt", source_path=str(tmp_path)), "target")
+    assert all(p.requires_grad for p in default.prompt_set.upt_mapping.parameters())  # MPT default: P* + mapping adapt
     for name in ("text_prompt", "visual_prompt"):
         s, t = src.prompt_modules()[name], tgt.prompt_modules()[name]
         torch.testing.assert_close(t.shared, s.shared)

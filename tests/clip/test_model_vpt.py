@@ -103,6 +103,7 @@ def test_gradients_only_on_prompt_parameters(backbone, method, stage, tmp_path):
 
         save_tensors(tmp_path / "prompts.safetensors", src.trainable_state_dict())
         pc.text.source_path = pc.visual.source_path = str(tmp_path)
+        pc.text.train = pc.visual.train = ["task_factors"]  # MPT's factors-only variant
     m = CLIPTaskModel(model, tok, TASKS, pc, stage)
     m.train()
     m.step(batch()).loss.backward()
@@ -115,7 +116,7 @@ def test_gradients_only_on_prompt_parameters(backbone, method, stage, tmp_path):
     assert all(p.grad is None for p in model.parameters())
     assert not model.training  # the frozen backbone stays in eval mode during training
     trainable = {n.split(".", 1)[1] for n, p in m.named_parameters() if p.requires_grad}
-    if stage == "target":  # MPT target stage: only the task factors train
+    if stage == "target":  # factors-only target: only the task factors train
         assert trainable and all(n.endswith(("task_u", "task_v")) for n in trainable)
 
 

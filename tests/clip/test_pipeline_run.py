@@ -11,6 +11,8 @@ import pytest
 import torch
 import yaml
 
+from mvlpt.core.logging_utils import read_metrics
+
 from datasets_vl import load_task
 from mvlpt.clip import cli
 from mvlpt.clip.backbone import tiny_clip_config
@@ -61,8 +63,10 @@ def experiment(tmp_path_factory):
 
 def test_stages_lower_the_loss(experiment):
     _, runs = experiment
-    for name in ("teachers_coop", "source_coop"):
-        losses = _train_losses(runs / name)
+    for name, key in (("teachers_coop", "task_loss"), ("source_coop", "loss")):
+        # the source stage optimises task loss + distillation (on a random backbone the two pull apart):
+        # its objective, the total loss, must fall
+        losses = [r[key] for r in read_metrics(runs / name) if r["split"] == "train"]
         assert len(losses) == 20
         assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5 - 0.05, (name, losses)
     rows = [json.loads(l) for l in (runs / "source_coop" / "metrics.jsonl").read_text().splitlines()]
@@ -90,11 +94,11 @@ def test_fewshot_writes_table_csv_and_plot(experiment):
 
 
 def test_target_starts_from_the_source(experiment):
-    """MCoOp trains only the task factors: ``P*`` stays the source's shared prompt."""
+    """MCoOp starts from the source (P* + mean factors) and adapts P* and the factors (MPT's default)."""
     _, runs = experiment
     src = load_tensors(runs / "source_coop" / "checkpoints" / "best" / "prompts.safetensors")
     tgt = load_tensors(runs / "fewshot_digits" / "MCoOp" / "k1_s1" / "checkpoints" / "best" / "prompts.safetensors")
-    assert torch.equal(src["text_prompt.shared"], tgt["text_prompt.shared"])
+    assert not torch.equal(src["text_prompt.shared"], tgt["text_prompt.shared"])
     assert not torch.equal(src["text_prompt.task_u"].mean(0), tgt["text_prompt.task_u"][0])
 
 

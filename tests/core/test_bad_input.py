@@ -51,8 +51,9 @@ def test_missing_required_and_contradictory_prompt_options():
         from_dict(Needs, {"n": 2})
     with pytest.raises(ConfigError, match="set prompt.source_path"):
         resolve_prompt_config(PromptConfig(), "target")
-    with pytest.raises(ConfigError, match="needs prompt.kind=decomposed"):
-        resolve_prompt_config(PromptConfig(kind="vanilla", init="source", source_path="x"), "target")
+    # vanilla from a vanilla (MVLPT) source is allowed; the source's kind is checked when it is loaded
+    assert resolve_prompt_config(PromptConfig(kind="vanilla", init="source", source_path="x"), "target").train == [
+        "task_prompts"]
 
 
 def test_overrides(tmp_path):

@@ -103,7 +103,8 @@ def _stop_after(trainer, n):
 
 
 def test_three_stages_are_configurations_of_one_loop(tmp_path):
-    """teachers (vanilla) → source (decomposed + distillation) → target (factors only, from the source)."""
+    """teachers (vanilla) → source (decomposed + distillation) → target (from the source: P* and factors by
+    default, as MPT; the factors-only variant keeps P* fixed)."""
     torch.manual_seed(0)
     data = _datasets()
     teach_cfg = resolve_prompt_config(PromptConfig(length=4), "teachers")
@@ -123,8 +124,10 @@ def test_three_stages_are_configurations_of_one_loop(tmp_path):
     assert rows[-1]["loss"] < rows[0]["loss"]
     assert torch.equal(frozen_teacher.prompt.prompts, teacher_before)
 
-    tgt_cfg = resolve_prompt_config(PromptConfig(length=4, source_path=str(tmp_path / "source")), "target")
-    assert tgt_cfg.train == ["task_factors"] and tgt_cfg.init == "source"
+    default_tgt = resolve_prompt_config(PromptConfig(length=4, source_path=str(tmp_path / "source")), "target")
+    assert default_tgt.train == ["shared", "task_factors"] and default_tgt.init == "source"
+    tgt_cfg = resolve_prompt_config(PromptConfig(length=4, source_path=str(tmp_path / "source"), train=["task_factors"]),
+                                    "target")
     target_prompt = build_stage_prompt(tgt_cfg, 1, (4, 8), source_key="prompt.")
     torch.testing.assert_close(target_prompt.shared, student.prompt.shared)
     torch.testing.assert_close(target_prompt.task_u[0], student.prompt.task_u.mean(0))

@@ -1,5 +1,10 @@
 """A run's tasks as datasets: ``datasets_vl`` tasks with few-shot sampling, base/new class
-subsets, size caps and CLIP transforms matching the backbone."""
+subsets, validation sets for model selection, size caps and CLIP transforms matching the backbone.
+
+Validation sets (see :class:`~mvlpt.clip.pipeline.run_config.DataConfig`): built only when the run
+selects a checkpoint (:func:`selects_on_val`), from the task's own ``val`` split or a seeded
+hold-out of its training split (removed from training); never from the test split, which is
+checked (by image name) to share no image with it."""
 
 from __future__ import annotations
 
@@ -10,7 +15,8 @@ from typing import Any, Mapping
 
 from torch.utils.data import Dataset
 
-from datasets_vl import VLTask, apply_few_shot, base_new_tasks, build_transforms, load_task, take_rows
+from datasets_vl import (VLSubset, VLTask, apply_few_shot, base_new_tasks, build_transforms, load_task, sample_few_shot,
+                         take_rows)
 from mvlpt.core.errors import DataError
 
 from .run_config import CLIPRunConfig, TaskEntry, slug
@@ -46,7 +52,9 @@ class RunTask:
     entry: TaskEntry
     task: VLTask
     train: Dataset | None
-    eval: Dataset
+    eval: Dataset  #: the reported split (``eval_split``)
+    val: Dataset | None = None  #: the validation set of model selection (None: no selection)
+    val_source: str | None = None  #: ``split`` (the task's ``val`` split) or ``holdout`` (from train)
 
     def info(self) -> dict[str, Any]:
         """What the task model and ``predict`` need: name, type, class names, templates."""
@@ -63,9 +71,83 @@ def _cap(ds: Any, n: int, key: str) -> Any:
     return take_rows(ds, rows)
 
 
+def selects_on_val(cfg: CLIPRunConfig) -> bool:
+    """Whether a trained run evaluates during training and selects its checkpoint on a validation
+    set: ``train.eval_every > 0``, or ``data.val_source`` set explicitly (``split`` / ``holdout``)."""
+    return cfg.train.eval_every > 0 or cfg.data.val_source != "auto"
+
+
+def image_names(ds: Any) -> set[str]:
+    """The image names (file paths, or ``<dataset>[<row>]``) of a split or subset, for overlap checks."""
+    if isinstance(ds, VLSubset):
+        return {ds.parent.file_name(i) for i in ds.indices}
+    return {ds.file_name(i) for i in range(len(ds))}
+
+
+def holdout_rows(n: int, fraction: float, cap: int, key: str) -> list[int]:
+    """The rows of an ``n``-row training split held out for validation: a seeded random
+    ``max(1, round(fraction × n))`` of them (at most ``cap`` when > 0), sorted; at least one row
+    stays for training."""
+    m = max(1, round(n * fraction))
+    if cap > 0:
+        m = min(m, cap)
+    if m >= n:
+        raise DataError(f"{key}: cannot hold out {m} of {n} training examples for validation and keep any for "
+                        "training; use more data, a smaller data.val_fraction / data.val_max, or data.val_source=split")
+    return sorted(random.Random(f"mvlpt-holdout:{key}").sample(range(n), m))
+
+
+def _min_cap(*caps: int) -> int:
+    pos = [c for c in caps if c > 0]
+    return min(pos) if pos else 0
+
+
+def build_validation(entry: TaskEntry, cfg: CLIPRunConfig, task: VLTask, own_val: Any,
+                     train: Any) -> tuple[Any, str, Any]:
+    """``(val, source, train)``: the task's validation set, where it came from (``split`` /
+    ``holdout``) and the training split left (smaller by a full-data hold-out). Rules in
+    :class:`~mvlpt.clip.pipeline.run_config.DataConfig` (``val_source``)."""
+    mode = cfg.data.val_source
+    has_own = own_val is not None and len(own_val) > 0
+    if mode == "auto":
+        mode = "split" if has_own else "holdout"
+    key = f"{task.name}:{entry.seed}"
+    if mode == "split":
+        if not has_own:
+            raise DataError(f"task {task.name!r} has no 'val' split to select the checkpoint on "
+                            "(data.val_source=split); "
+                            "set data.val_source to 'holdout' (or 'auto') to hold out part of the training split")
+        val = own_val
+        if entry.shots > 0:  # CoOp: min(K, 4) validation examples per class of the val split
+            fs = sample_few_shot(own_val.labels, min(entry.shots, 4), entry.seed, val_k=0, num_classes=task.num_classes,
+                                 if_too_few="all", skip_empty=True)
+            val = take_rows(own_val, fs.train)
+    elif entry.shots > 0:  # few-shot hold-out: the manifest's val rows (train pool rows not drawn as shots)
+        val = task.splits.get("val")
+        if val is None or len(val) == 0:
+            raise DataError(f"task {task.name!r}: no training examples are left beside the {entry.shots} shots "
+                            "per class to hold out for validation (data.val_source=holdout); use a smaller K, "
+                            "data.val_source=split on a task with a 'val' split, or train.eval_every=0 (no selection)")
+    else:  # full-data hold-out, removed from training
+        rows = holdout_rows(len(train), cfg.data.val_fraction, _min_cap(cfg.data.val_max, entry.max_eval), key)
+        held = set(rows)
+        val = take_rows(train, rows, task.transform)
+        train = take_rows(train, [i for i in range(len(train)) if i not in held])
+    val = _cap(val, _min_cap(cfg.data.val_max, entry.max_eval), f"{task.name}:val:{entry.seed}")
+    test = task.splits.get("test")
+    if test is not None:
+        shared = image_names(val) & image_names(test)
+        if shared:
+            raise DataError(f"task {task.name!r}: {len(shared)} validation image(s) are also in the test split "
+                            f"(e.g. {sorted(shared)[:3]}); the dataset's splits overlap — fix them or use "
+                            "data.val_source=holdout")
+    return val, mode, train
+
+
 def load_entry(entry: TaskEntry, cfg: CLIPRunConfig, pre: Preprocess, run_dir: Path | None = None,
                need_train: bool = True) -> RunTask:
-    """Load one task: transforms → base/new subset → K-shot sampling (manifest in ``run_dir/splits``) → caps."""
+    """Load one task: transforms → base/new subset → K-shot sampling (manifest in ``run_dir/splits``)
+    → validation set (when the run selects on one, :func:`selects_on_val`) → caps."""
     hflip = cfg.data.hflip if entry.hflip is None else entry.hflip
     train_tf, eval_tf = build_transforms(pre.size, pre.mean, pre.std, pre.interpolation, cfg.data.train_augment,
                                          resize_mode=pre.resize_mode, crop_scale=tuple(cfg.data.crop_scale), hflip=hflip)
@@ -73,19 +155,29 @@ def load_entry(entry: TaskEntry, cfg: CLIPRunConfig, pre: Preprocess, run_dir: P
     if entry.classes != "all":
         base, new = base_new_tasks(task)
         task = base if entry.classes == "base" else new
+    own_val = task.splits.get("val")  # the dataset's own val split (few-shot sampling replaces task.splits["val"])
     if need_train and entry.shots > 0:
         manifest = None
         if run_dir is not None:
             manifest = run_dir / "splits" / f"{slug(task.name)}_k{entry.shots}_s{entry.seed}.json"
         task = apply_few_shot(task, entry.shots, entry.seed, manifest=manifest, if_too_few="all")
-    if cfg.eval_split not in task.splits:
+    select = need_train and selects_on_val(cfg)
+    if cfg.eval_split not in task.splits and not (select and cfg.eval_split == "val"):
         raise DataError(f"task {task.name!r} has no {cfg.eval_split!r} split to evaluate on "
                         f"(it has {sorted(task.splits)}); set eval_split to one of them")
-    train = _cap(task.splits["train"], entry.max_train, f"{task.name}:train:{entry.seed}") if need_train else None
-    if train is not None and len(train) == 0:
-        raise DataError(f"task {task.name!r} has no training examples")
-    ev = _cap(task.splits[cfg.eval_split], entry.max_eval, f"{task.name}:{cfg.eval_split}")
-    return RunTask(entry, task, train, ev)
+    train = task.splits["train"] if need_train else None
+    val, val_source = None, None
+    if select:
+        val, val_source, train = build_validation(entry, cfg, task, own_val, train)
+    if train is not None:
+        train = _cap(train, entry.max_train, f"{task.name}:train:{entry.seed}")
+        if len(train) == 0:
+            raise DataError(f"task {task.name!r} has no training examples")
+    if val is not None and cfg.eval_split == "val":
+        ev = val  # reporting on val: the validation set itself
+    else:
+        ev = _cap(task.splits[cfg.eval_split], entry.max_eval, f"{task.name}:{cfg.eval_split}")
+    return RunTask(entry, task, train, ev, val, val_source)
 
 
 def load_run_tasks(cfg: CLIPRunConfig, pre: Preprocess, run_dir: Path | None = None,

@@ -1,5 +1,6 @@
 """A complete multitask transfer experiment: teachers → source (per prompt method that a
-multitask sweep line needs) → few-shot sweep on the target. ``mvlpt quickstart`` is this
+multitask sweep line needs; only the source, without teachers, for lines with
+``source_mode: mvlpt``) → few-shot sweep on the target. ``mvlpt quickstart`` is this
 function on ``configs/clip/quickstart.yaml``; it composes the same stage runners as the
 individual commands."""
 
@@ -35,30 +36,37 @@ def ensure_backbone(cfg: CLIPRunConfig, log: Any = print) -> CLIPRunConfig:
                                                                   model_config=str(path)))
 
 
-def source_methods(cfg: CLIPRunConfig) -> dict[str, dict[str, Any]]:
-    """Prompt methods of the sweep's multitask (``target``-stage) lines, in order, with the
-    ``prompt`` overrides of the first such line (so that the source has the target's prompt shape)."""
+def source_methods(cfg: CLIPRunConfig, source_mode: str = "mpt") -> dict[str, dict[str, Any]]:
+    """Prompt methods of the sweep's multitask (``target``-stage) lines whose source recipe is
+    ``source_mode`` (the line's ``source_mode``, else the config's), in order, with the ``prompt``
+    overrides of the first such line (so that the source has the target's prompt shape)."""
     out: dict[str, dict[str, Any]] = {}
     for m in cfg.sweep.methods:
-        if m.stage == "target":
+        if m.stage == "target" and (m.source_mode or cfg.source_mode) == source_mode:
             method = m.method or cfg.method
             if method not in out:
-                out[method] = merge({"prompt": m.overrides.get("prompt", {})}, {"prompt": {"method": method}})
+                out[method] = merge({"prompt": m.overrides.get("prompt", {})},
+                                    {"prompt": {"method": method}, "source_mode": source_mode})
     return out
 
 
 def run_sources(cfg: CLIPRunConfig, pool: BackbonePool, log: Any = print) -> dict[str, list[StageResult]]:
-    """Teachers then source, for each prompt method the sweep transfers from."""
+    """Teachers then source, for each prompt method the sweep transfers from with MPT (key: the
+    method); the source stage alone (no teachers) for each one with ``source_mode: mvlpt`` (key:
+    ``<method>_mvlpt``)."""
     done: dict[str, list[StageResult]] = {}
-    for method, extra in source_methods(cfg).items():
-        results = []
-        for stage in ("teachers", "source"):
-            scfg = config_for_stage(cfg, stage, extra)
-            log(f"[{stage} · {method}] {len(scfg.tasks())} source tasks → {scfg.resolved_run_dir()}")
-            res = run_stage(scfg, pool.get(scfg.backbone))
-            log(f"[{stage} · {method}] " + ", ".join(f"{k}={v:.3f}" for k, v in res.metrics.items() if k.endswith("accuracy")))
-            results.append(res)
-        done[method] = results
+    for mode, stages in (("mpt", ("teachers", "source")), ("mvlpt", ("source",))):
+        for method, extra in source_methods(cfg, mode).items():
+            results = []
+            tag = method + ("" if mode == "mpt" else f" · {mode}")
+            for stage in stages:
+                scfg = config_for_stage(cfg, stage, extra)
+                log(f"[{stage} · {tag}] {len(scfg.tasks())} source tasks → {scfg.resolved_run_dir()}")
+                res = run_stage(scfg, pool.get(scfg.backbone))
+                log(f"[{stage} · {tag}] " + ", ".join(f"{k}={v:.3f}" for k, v in res.metrics.items()
+                                                     if k.endswith("accuracy")))
+                results.append(res)
+            done[method if mode == "mpt" else f"{method}_mvlpt"] = results
     return done
 
 

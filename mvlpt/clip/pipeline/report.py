@@ -82,15 +82,20 @@ def pivot(summary: Sequence[dict[str, Any]], shots: Sequence[int]) -> list[dict[
 
 
 def write_results(rows: Sequence[dict[str, Any]], out_dir: str | Path, shots: Sequence[int],
-                  metric: str = "accuracy", title: str = "") -> dict[str, Path]:
-    """Write ``runs.csv`` (one line per run), ``results.md``/``results.csv`` (mean ± std table) and
-    ``results.png`` (accuracy vs shots, one line per method). Returns the paths."""
+                  metric: str = "accuracy", title: str = "", note: str = "") -> dict[str, Path]:
+    """Write ``runs.csv`` (one line per run, with the ``split`` its metric is on and, for trained
+    runs, ``selected_on`` = ``val`` / ``last step`` and ``best_step``), ``results.md``/``results.csv``
+    (mean ± std table; ``note`` — e.g. the reported split and how checkpoints were selected — is
+    appended to the markdown title) and ``results.png`` (accuracy vs shots, one line per method).
+    Returns the paths."""
     out_dir = Path(out_dir)
     run_cols = ["method", "stage", "prompt", "shots", "seed", metric]
-    extra = [c for c in ("base", "new", "hm", "steps", "time_s", "run_dir") if any(c in r for r in rows) and c != metric]
+    extra = [c for c in ("split", "selected_on", "best_step", "base", "new", "hm", "steps", "time_s", "run_dir")
+             if any(c in r for r in rows) and c != metric]
     _, runs_csv = write_table(rows, out_dir / "runs", columns=run_cols + extra)
     summary = summarize(rows, metric)
-    md, csv = write_table(pivot(summary, shots), out_dir / "results", title=title or None)
+    md_title = (title + note) if title else note.lstrip(" —;")
+    md, csv = write_table(pivot(summary, shots), out_dir / "results", title=md_title or None)
     png = plot_results(summary, out_dir / "results.png", shots, metric, title)
     return {"runs_csv": runs_csv, "table_md": md, "table_csv": csv, "plot": png}
 

@@ -23,6 +23,10 @@ Stage = Literal["teachers", "source", "target", "single", "zeroshot"]
 STAGES: tuple[str, ...] = ("teachers", "source", "target", "single", "zeroshot")
 #: stages whose tasks are the source tasks (the others run on the target)
 SOURCE_STAGES = ("teachers", "source")
+#: multitask source recipes (``source_mode``): MPT (decomposed prompts per task id, distilled from
+#: teachers, per-task softmax) or the official MVLPT (one shared vanilla prompt, no teachers,
+#: softmax over the union of all source classes; the target fine-tunes a vanilla prompt from it)
+SOURCE_MODES = ("mpt", "mvlpt")
 
 
 @dataclass
@@ -74,21 +78,56 @@ def as_task(entry: TaskEntry | str | Mapping[str, Any]) -> TaskEntry:
     raise ConfigError(f"a task must be a dataset name or a mapping, found {entry!r}")
 
 
+VAL_SOURCES = ("auto", "split", "holdout")
+
+
 @dataclass
 class DataConfig:
-    """Where the data lives and how training images are augmented.
+    """Where the data lives, how training images are augmented and where the validation set comes from.
+
+    Model selection: when a trained stage evaluates during training (``train.eval_every > 0``,
+    or ``val_source`` set to ``split`` / ``holdout``), the periodic evaluations run on a
+    *validation* set, the best checkpoint (``train.select_metric``) is chosen on it and that
+    checkpoint is then evaluated on ``eval_split`` (``test``), which is what the run reports.
+    Test images are never used for selection. Without evaluation during training, the last
+    step is evaluated on ``eval_split`` and no validation set is built.
 
     Attributes:
         root: data root for registry datasets (``null`` → ``$MVLPT_DATA``, then ``./data``).
         train_augment: CoOp's random resized crop (+ flip) on training images.
         hflip: default of the tasks' ``hflip``.
         crop_scale: scale range of the random resized crop.
+        val_source: where each task's validation set comes from:
+            ``split`` = the task's own ``val`` split (CoOp split files, image folders / HF data
+            with a ``val`` split); in a few-shot run (``shots`` = K) CoOp's ``min(K, 4)`` examples
+            per class of it, seeded by the task's ``seed``. An error when the task has none.
+            ``holdout`` = a seeded hold-out of the training split, removed from training: full-data
+            runs hold out ``val_fraction`` of the training rows (at least 1, at most ``val_max`` and
+            ``max_eval`` when those are > 0; seeded by the task's name and ``seed``); few-shot runs
+            hold out ``min(K, 4)`` examples per class of the train pool that were not drawn as
+            shots (the few-shot manifest's ``val`` rows). ``auto`` = ``split`` when the task has a
+            ``val`` split, else ``holdout``.
+        val_fraction: share of the training rows held out (``holdout``, full-data runs), in (0, 1).
+        val_max: cap on each task's validation examples (a seeded subset; 0 = no cap); the task's
+            ``max_eval`` caps them too.
     """
 
     root: str | None = None
     train_augment: bool = True
     hflip: bool = True
     crop_scale: tuple[float, float] = (0.5, 1.0)
+    val_source: Literal["auto", "split", "holdout"] = "auto"
+    val_fraction: float = 0.1
+    val_max: int = 0
+
+    def validate(self) -> None:
+        if self.val_source not in VAL_SOURCES:
+            raise ConfigError(f"data.val_source must be one of {', '.join(VAL_SOURCES)}, found {self.val_source!r}")
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ConfigError(f"data.val_fraction must be in (0, 1) (share of the training split held out for "
+                              f"validation), found {self.val_fraction}")
+        if self.val_max < 0:
+            raise ConfigError(f"data.val_max must be >= 0 (0 = no cap), found {self.val_max}")
 
 
 @dataclass
@@ -101,6 +140,10 @@ class MethodSpec:
             ``target`` (multitask: initialised from the source run of the same prompt method).
         method: prompt method ``coop`` | ``vpt`` | ``upt`` (``null`` = the config's ``prompt.method``).
         ensemble: zero-shot with the template ensemble instead of the single template.
+        source_mode: for ``target`` lines, which source recipe the line transfers from: ``mpt``
+            (decomposed, distilled) or ``mvlpt`` (one shared vanilla prompt; the target fine-tunes
+            a vanilla prompt from it); ``null`` = the config's ``source_mode``. E.g.
+            ``{name: MCoOp (MVLPT), stage: target, method: coop, source_mode: mvlpt}``.
         overrides: config mapping merged over this method's runs (e.g. ``{train: {max_steps: 50}}``).
     """
 
@@ -108,7 +151,16 @@ class MethodSpec:
     stage: Literal["zeroshot", "single", "target"] = "single"
     method: Literal["coop", "vpt", "upt"] | None = None
     ensemble: bool = False
+    source_mode: Literal["mpt", "mvlpt"] | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+
+    def validate(self) -> None:
+        if self.source_mode is not None and self.source_mode not in SOURCE_MODES:
+            raise ConfigError(f"sweep.methods: {self.name!r}: source_mode must be one of {', '.join(SOURCE_MODES)} "
+                              f"(or null), found {self.source_mode!r}")
+        if self.source_mode is not None and self.stage != "target":
+            raise ConfigError(f"sweep.methods: {self.name!r}: source_mode applies to multitask lines "
+                              f"(stage: target) only, this line has stage: {self.stage}")
 
 
 @dataclass
@@ -160,11 +212,34 @@ class CLIPRunConfig:
         target: target task (target, single and zeroshot stages, few-shot sweeps).
         output_dir: where runs go; stage runs default to ``<output_dir>/<stage>_<method>[_<target>...]``.
         run_dir: this run's directory (``null`` → the default above).
-        teacher_path: teacher run of the source stage (``null`` → ``<output_dir>/teachers_<method>``).
-        source_path: source run of the target stage (``null`` → ``<output_dir>/source_<method>``).
-        eval_split: split every run is evaluated on (``test``, or ``val`` where the task has one).
-        train_epochs: when > 0, ``train.max_steps`` = ⌈epochs × training examples / batch size⌉
-            (CoOp counts epochs; handy in few-shot sweeps where the data size changes with K).
+        teacher_path: teacher run of the source stage (``null`` → ``<output_dir>/teachers_<method>``;
+            not used with ``source_mode: mvlpt``).
+        source_path: source run of the target stage (``null`` → ``<output_dir>/source_<method>``, or
+            ``<output_dir>/source_<method>_mvlpt`` with ``source_mode: mvlpt``).
+        source_mode: the multitask recipe of the source and target stages. ``mpt`` (default): MPT's
+            decomposed prompts ``P* ⊙ U_k V_kᵀ`` per source task, distilled from the teachers, each
+            sample scored against its own task's classes; the target starts from ``P*`` + the mean
+            factors. ``mvlpt``: the official MVLPT recipe: one vanilla prompt per prompt module
+            shared by all sources (no task ids, no teachers), a softmax over the union of all
+            classification sources' classes (the class lists concatenated; a class in two datasets is
+            two entries; VQA sources keep their own answer candidates), best checkpoint on validation
+            as usual; the target is a
+            vanilla prompt initialised from that shared prompt and fully fine-tuned. Source and
+            target runs get a ``_mvlpt`` suffix (``source_<method>_mvlpt``) so that both recipes
+            can live in one ``output_dir``. MVLPT warms up for one epoch
+            (``train.schedule.warmup_steps``).
+        eval_split: the split every run *reports* (``test``, or ``val``). With evaluation during
+            training on (see :class:`DataConfig`), the best checkpoint is selected on the validation
+            set and evaluated on this split; without it, the last step is evaluated on it.
+            ``val`` reports the validation set itself (the one selection uses).
+        train_epochs: when > 0, ``train.max_steps`` counts epochs as Dassl/CoOp's train loader does,
+            for ``n`` = the stage's training examples over all its tasks: the batch is
+            ``min(n, train.batch_size)`` (``train.batch_size`` is set to ``n`` when ``n`` is smaller;
+            ``train.eval_batch_size`` 0 keeps the configured size) and an epoch is
+            ``max(1, ⌊n / batch⌋)`` batches (``drop_last``), so ``max_steps`` =
+            ⌈epochs × max(1, ⌊n / batch⌋) / grad_accum_steps⌉. E.g. 10 examples, batch 32, 50 epochs
+            → 50 steps of batch 10; 100 examples, batch 32, 2 epochs → 6 steps. Handy in few-shot
+            sweeps where the data size changes with K.
         zeroshot_ensemble: zero-shot stage uses each task's template ensemble.
         threads: torch CPU threads (0 = torch's default). Tiny models on a shared or small CPU
             often run faster on 1 thread than on several.
@@ -186,6 +261,7 @@ class CLIPRunConfig:
     run_dir: str | None = None
     teacher_path: str | None = None
     source_path: str | None = None
+    source_mode: Literal["mpt", "mvlpt"] = "mpt"
     eval_split: Literal["test", "val"] = "test"
     train_epochs: float = 0.0
     zeroshot_ensemble: bool = False
@@ -207,6 +283,8 @@ class CLIPRunConfig:
             raise ConfigError(f"train_epochs must be >= 0, found {self.train_epochs}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = torch's default), found {self.threads}")
+        if self.source_mode not in SOURCE_MODES:
+            raise ConfigError(f"source_mode must be one of {', '.join(SOURCE_MODES)}, found {self.source_mode!r}")
 
     # -- derived ------------------------------------------------------------------------------
     @property
@@ -228,17 +306,25 @@ class CLIPRunConfig:
         if self.run_dir:
             return Path(self.run_dir)
         name = f"{self.stage}_{self.method}" if self.stage != "zeroshot" else "zeroshot" + ("_ens" if self.zeroshot_ensemble else "")
+        name += self._mode_suffix() if self.stage in ("source", "target") else ""
         if self.stage not in SOURCE_STAGES:
             t = self.tasks()[0]
             name += f"_{slug(t.name)}" + (f"_k{t.shots}_s{t.seed}" if t.shots and self.stage != "zeroshot" else "") + (
                 f"_{t.classes}" if t.classes != "all" else "")
         return Path(self.output_dir) / name
 
+    def _mode_suffix(self) -> str:
+        return "_mvlpt" if self.source_mode == "mvlpt" else ""
+
     def resolved_teacher_path(self) -> Path:
+        """The teacher run of an MPT source stage (``source_mode: mvlpt`` uses none)."""
         return Path(self.teacher_path) if self.teacher_path else Path(self.output_dir) / f"teachers_{self.method}"
 
     def resolved_source_path(self) -> Path:
-        return Path(self.source_path) if self.source_path else Path(self.output_dir) / f"source_{self.method}"
+        """``source_path``, or ``<output_dir>/source_<method>`` (``..._mvlpt`` with ``source_mode: mvlpt``)."""
+        if self.source_path:
+            return Path(self.source_path)
+        return Path(self.output_dir) / f"source_{self.method}{self._mode_suffix()}"
 
 
 def slug(name: str) -> str:

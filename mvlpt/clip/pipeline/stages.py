@@ -24,15 +24,16 @@ import torch
 from datasets_vl import collate_vl
 from mvlpt.clip.task_model import CLIPTaskModel, TaskInfo
 from mvlpt.clip.zeroshot import CLIPZeroShot
-from mvlpt.core.checkpoint import load_tensors, write_json
+from mvlpt.core.checkpoint import PROMPTS_FILE, load_tensors, write_json
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
+from mvlpt.core.logging_utils import MetricsLogger
 from mvlpt.core.results import write_table
 from mvlpt.core.trainer import Trainer, seed_everything
 
 from .backbones import Backbone, load_backbone
 from .compat import check_compatible, check_same_tasks, read_run_config
-from .data import RunTask, load_run_tasks
+from .data import RunTask, load_run_tasks, selects_on_val
 from .run_config import CLIPRunConfig, config_for_stage, config_from_run
 
 RESULTS = "results"
@@ -40,7 +41,12 @@ RESULTS = "results"
 
 @dataclass
 class StageResult:
-    """What a stage run produced."""
+    """What a stage run produced.
+
+    ``metrics`` are on ``split`` (the config's ``eval_split``, ``test`` by default). ``selection``
+    is None when no checkpoint was selected (the last step is reported), else
+    ``{"split": "val", "sources": {task: "split" | "holdout"}, "metric", "best_step", "score",
+    "val_metrics"}``: the checkpoint of ``best_step``, best on val by ``metric``, gave ``metrics``."""
 
     stage: str
     run_dir: Path
@@ -48,6 +54,15 @@ class StageResult:
     tasks: list[dict[str, Any]] = field(default_factory=list)
     steps: int = 0
     time_s: float = 0.0
+    split: str = "test"
+    selection: dict[str, Any] | None = None
+
+    @property
+    def checkpoint_step(self) -> int:
+        """The step whose prompts gave ``metrics`` (the best step on val, or the last step)."""
+        if self.selection and self.selection.get("best_step") is not None:
+            return int(self.selection["best_step"])
+        return self.steps
 
     def accuracy(self, task: str | None = None) -> float:
         """A task's accuracy (default: the only / first task), else the overall score."""
@@ -82,8 +97,40 @@ def _prepare_plain(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask]) -> tu
     return cfg, None
 
 
+def _vanilla_prompts(cfg: CLIPRunConfig, what: str) -> CLIPRunConfig:
+    """``source_mode: mvlpt``: the text / visual prompts are vanilla (``auto`` → ``vanilla``); a
+    ``decomposed`` kind is refused, and MPT's decomposed parameter groups in ``train`` fall back to
+    ``auto`` (a vanilla prompt trains all of it)."""
+    prompt = cfg.prompt
+    for part in ("text", "visual"):
+        sub = getattr(prompt, part)
+        if sub.kind == "decomposed":
+            raise ConfigError(f"source_mode: mvlpt trains vanilla prompts ({what}); prompt.{part}.kind is "
+                              "decomposed: set it to vanilla or auto, or use source_mode: mpt")
+        train = sub.train
+        if isinstance(train, list) and any(g in ("shared", "task_factors") for g in train):
+            train = "auto"
+        prompt = dataclasses.replace(prompt, **{part: dataclasses.replace(sub, kind="vanilla", train=train)})
+    return dataclasses.replace(cfg, prompt=prompt)
+
+
+def _prepare_source_mvlpt(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask]) -> tuple[CLIPRunConfig, Any]:
+    """The official MVLPT source stage: one vanilla prompt shared by every source task
+    (``prompt.shared_prompt``), softmax over the union of all classification sources' classes (VQA
+    sources keep their own answer candidates), no teacher (teacher settings are ignored)."""
+    if not any(t.task.task_type == "classification" for t in tasks):
+        raise ConfigError("source_mode: mvlpt scores samples against the union of the source classes: it needs at "
+                          f"least one classification source; {[t.task.name for t in tasks]} are all VQA")
+    cfg = _vanilla_prompts(cfg, "one prompt shared by all source tasks")
+    cfg = dataclasses.replace(cfg, prompt=dataclasses.replace(cfg.prompt, shared_prompt=True), teacher_path=None)
+    return cfg, None
+
+
 def _prepare_source(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask]) -> tuple[CLIPRunConfig, Any]:
-    """Load the teacher run (vanilla prompts per source task) as a frozen task model sharing the backbone."""
+    """Load the teacher run (vanilla prompts per source task) as a frozen task model sharing the backbone
+    (``source_mode: mvlpt``: no teacher, see :func:`_prepare_source_mvlpt`)."""
+    if cfg.source_mode == "mvlpt":
+        return _prepare_source_mvlpt(cfg, bb, tasks)
     path = cfg.resolved_teacher_path()
     tcfg, prompts_file = read_run_config(path, "teacher run")
     if tcfg is None:
@@ -97,11 +144,18 @@ def _prepare_source(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask]) -> t
 
 
 def _prepare_target(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask]) -> tuple[CLIPRunConfig, Any]:
-    """Point the prompts at the source run (``P*`` + mean factors) after checking it fits."""
+    """Point the prompts at the source run (``P*`` + mean factors) after checking it fits.
+    ``source_mode: mvlpt``: a vanilla prompt initialised from the source's shared prompt, all of it trains."""
     path = cfg.resolved_source_path()
     scfg, _ = read_run_config(path, "source run")
     if scfg is not None:
         check_compatible(scfg, cfg, "source run", path)
+        if scfg.stage == "source" and scfg.source_mode != cfg.source_mode:
+            raise ConfigError(f"source run {path} was trained with source_mode: {scfg.source_mode}, but this target "
+                              f"run has source_mode: {cfg.source_mode}; set source_mode: {scfg.source_mode} or point "
+                              "source_path at a matching source run")
+    if cfg.source_mode == "mvlpt":
+        cfg = _vanilla_prompts(cfg, "the target fine-tunes the source's shared prompt")
     prompt = cfg.prompt
     for part in ("text", "visual"):
         sub = getattr(prompt, part)
@@ -122,11 +176,25 @@ PREPARE: dict[str, Callable[[CLIPRunConfig, Backbone, list[RunTask]], tuple[CLIP
 # runners
 
 def _steps(cfg: CLIPRunConfig, tasks: list[RunTask]) -> CLIPRunConfig:
+    """``train_epochs`` → ``train.max_steps`` as Dassl/CoOp's train loader counts an epoch.
+
+    With ``n`` the stage's training examples over all its tasks (after few-shot sampling, the
+    validation hold-out and ``max_train``): the batch is ``min(n, batch_size)`` (Dassl's loader
+    uses ``drop_last`` only when ``n >= batch_size``), so ``train.batch_size`` becomes ``n`` when
+    ``n`` is smaller (``eval_batch_size`` 0 is set to the configured batch size, so evaluation
+    keeps its batch), and an epoch is ``max(1, ⌊n / batch⌋)`` batches. ``max_steps`` =
+    ``max(1, ⌈epochs × batches per epoch / grad_accum_steps⌉)``. E.g. 10 examples (10 classes × K=1),
+    batch 32, 50 epochs → 50 steps of batch 10 (not ⌈50 × 10 / 32⌉ = 16); 100 examples, batch 32,
+    2 epochs → 2 × 3 = 6 steps."""
     if cfg.train_epochs <= 0:
         return cfg
     n = sum(len(t.train) for t in tasks if t.train is not None)
-    steps = max(1, math.ceil(cfg.train_epochs * n / cfg.train.batch_size))
-    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, max_steps=steps))
+    train = cfg.train
+    if 0 < n < train.batch_size:
+        train = dataclasses.replace(train, batch_size=n, eval_batch_size=train.eval_batch_size or train.batch_size)
+    per_epoch = max(1, n // train.batch_size)
+    steps = max(1, math.ceil(cfg.train_epochs * per_epoch / train.grad_accum_steps))
+    return dataclasses.replace(cfg, train=dataclasses.replace(train, max_steps=steps))
 
 
 def _set_threads(cfg: CLIPRunConfig) -> None:
@@ -134,8 +202,60 @@ def _set_threads(cfg: CLIPRunConfig) -> None:
         torch.set_num_threads(cfg.threads)
 
 
+def _selection_rows(metrics: dict[str, float], names: list[str], split: str, step: int,
+                    selection: dict[str, Any] | None) -> list[dict[str, Any]]:
+    """One row per task naming where each number comes from: ``checkpoint`` (best on val / last
+    step), its ``step``, ``val_<metric>`` (the selected checkpoint on val, when selecting) and
+    ``<split>_<metric>`` (the reported split)."""
+    val_rows = {r["task"]: r for r in per_task_rows(selection["val_metrics"], names)} if selection else {}
+    rows = []
+    for row in per_task_rows(metrics, names):
+        name = row.pop("task")
+        out: dict[str, Any] = {"task": name}
+        if selection:
+            out.update(checkpoint=f"best on val ({selection['sources'].get(name, '?')})", step=step)
+            out.update({f"val_{k}": v for k, v in val_rows.get(name, {}).items() if k != "task"})
+        else:
+            out.update(checkpoint="last step", step=step)
+        out.update({f"{split}_{k}": v for k, v in row.items()})
+        rows.append(out)
+    return rows
+
+
+def _select_and_test(trainer: Trainer, model: CLIPTaskModel, tasks: list[RunTask], out: dict[str, Any],
+                     cfg: CLIPRunConfig, run_dir: Path) -> tuple[dict[str, float], dict[str, Any]]:
+    """Load the best-on-val checkpoint (``checkpoints/best``) and evaluate it on the reported split."""
+    best = out.get("best") or {}
+    best_file = run_dir / "checkpoints" / "best" / PROMPTS_FILE
+    step = best.get("step")
+    if step is None or not best_file.is_file():  # select_metric never logged: the last step stands
+        step, val_metrics = int(out["step"]), dict(out["final"])
+        note = "no best checkpoint (select_metric missing from the val metrics): last step"
+    else:
+        model.load_trainable_state_dict(load_tensors(best_file))
+        val_metrics, note = dict(best.get("metrics") or {}), ""
+    metrics = trainer.evaluate([t.eval for t in tasks])
+    MetricsLogger(run_dir, enabled=trainer.info.is_main).log(int(out["step"]), cfg.eval_split,
+                                                             {**metrics, "checkpoint_step": int(step)})
+    selection = {"split": "val", "sources": {t.task.name: t.val_source for t in tasks},
+                 "metric": cfg.train.select_metric, "mode": cfg.train.select_mode, "best_step": int(step),
+                 "score": best.get("score"), "val_metrics": val_metrics,
+                 "val_sizes": {t.task.name: len(t.val) for t in tasks}}
+    if note:
+        selection["note"] = note
+    return metrics, selection
+
+
 def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageResult:
-    """Train the prompts of ``cfg.stage`` (teachers, source, target or single) and evaluate them."""
+    """Train the prompts of ``cfg.stage`` (teachers, source, target or single) and evaluate them.
+
+    With evaluation during training (``train.eval_every > 0`` or an explicit ``data.val_source``,
+    see :func:`~mvlpt.clip.pipeline.data.selects_on_val`) the periodic evaluations run on each
+    task's validation set (its ``val`` split or a hold-out of its training data, never test), the
+    Trainer keeps the best one in ``checkpoints/best``, and that checkpoint is evaluated on
+    ``eval_split``: those are the reported metrics. Without it, the last step is evaluated on
+    ``eval_split`` and reported (``checkpoint: last step``). ``results.md``/``.csv`` name the split
+    and checkpoint of every number."""
     if cfg.stage not in PREPARE:
         raise ConfigError(f"stage {cfg.stage!r} does not train; trained stages are {sorted(PREPARE)}")
     t0 = time.perf_counter()
@@ -148,15 +268,27 @@ def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
     cfg = _steps(cfg, tasks)
     infos = [t.info() for t in tasks]
     cfg = dataclasses.replace(cfg, resolved_tasks=infos, run_dir=str(run_dir))
+    select = all(t.val is not None for t in tasks) and selects_on_val(cfg)
     seed_everything(cfg.train.seed)  # prompt initialisation does not depend on what was loaded before
     model = CLIPTaskModel(bb.model, bb.tokenizer, task_infos(infos), cfg.prompt, cfg.stage)
     trainer = Trainer(model, [t.train for t in tasks], collate_vl, cfg.train, run_dir,
-                      eval_datasets=[t.eval for t in tasks], teacher=teacher, run_config=to_dict(cfg))
+                      eval_datasets=[t.val if select else t.eval for t in tasks], teacher=teacher,
+                      run_config=to_dict(cfg))
     out = trainer.fit()
-    metrics = dict(out["final"])
     names = [i["name"] for i in infos]
-    write_results(run_dir, metrics, names, f"{cfg.stage} ({cfg.method}) on {cfg.eval_split}")
-    return StageResult(cfg.stage, run_dir, metrics, infos, int(out["step"]), time.perf_counter() - t0)
+    selection = None
+    if select:
+        metrics, selection = _select_and_test(trainer, model, tasks, out, cfg, run_dir)
+        step = selection["best_step"]
+        title = (f"{cfg.stage} ({cfg.method}): {cfg.eval_split} metrics of the checkpoint best on val "
+                 f"(step {step} of {int(out['step'])}, by {cfg.train.select_metric})")
+    else:
+        metrics, step = dict(out["final"]), int(out["step"])
+        title = (f"{cfg.stage} ({cfg.method}): {cfg.eval_split} metrics at the last step ({step}); "
+                 "no model selection (train.eval_every = 0)")
+    write_table(_selection_rows(metrics, names, cfg.eval_split, step, selection), run_dir / RESULTS, title=title)
+    return StageResult(cfg.stage, run_dir, metrics, infos, int(out["step"]), time.perf_counter() - t0,
+                       split=cfg.eval_split, selection=selection)
 
 
 def run_zeroshot(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageResult:
@@ -180,7 +312,7 @@ def run_zeroshot(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
     names = [i["name"] for i in infos]
     kind = "template ensemble" if cfg.zeroshot_ensemble else "single template"
     write_results(run_dir, metrics, names, f"zero-shot CLIP ({kind}) on {cfg.eval_split}")
-    return StageResult("zeroshot", run_dir, metrics, infos, 0, time.perf_counter() - t0)
+    return StageResult("zeroshot", run_dir, metrics, infos, 0, time.perf_counter() - t0, split=cfg.eval_split)
 
 
 RUNNERS: dict[str, Callable[..., StageResult]] = {

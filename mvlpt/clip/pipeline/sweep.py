@@ -6,6 +6,11 @@ as it finishes, so an interrupted sweep resumes by skipping finished cells (and 
 mid-training resumes from its last checkpoint). Zero-shot methods do not depend on K or the seed:
 they run once. With ``sweep.base_to_new`` the prompts train on the target's base classes and are
 evaluated on the base and the new classes; the table reports their harmonic mean.
+
+The table's title says which split its numbers come from (``eval_split``, test by default) and
+which checkpoint of the trained methods: the best one on val (runs with evaluation during
+training, see :class:`~mvlpt.clip.pipeline.run_config.DataConfig`) or the last step; ``runs.csv``
+has ``split``, ``selected_on`` and ``best_step`` per run.
 """
 
 from __future__ import annotations
@@ -78,6 +83,8 @@ def cell_config(cfg: CLIPRunConfig, cell: Cell, out_dir: Path, classes: str | No
         extra["train_epochs"] = cfg.sweep.epochs_by_shots[cell.shots]
     if cell.method.method:
         extra["prompt"] = {"method": cell.method.method}
+    if cell.method.source_mode:
+        extra["source_mode"] = cell.method.source_mode
     return config_for_stage(cfg, cell.method.stage, merge(extra, cell.method.overrides))
 
 
@@ -88,7 +95,12 @@ def run_cell(cfg: CLIPRunConfig, cell: Cell, out_dir: Path, pool: BackbonePool) 
     res = run_stage(ccfg, pool.get(ccfg.backbone))
     row: dict[str, Any] = {"method": cell.method.name, "stage": ccfg.stage, "prompt": ccfg.method,
                            "shots": cell.shots, "seed": cell.seed, "accuracy": res.accuracy(),
-                           "steps": res.steps, "time_s": round(res.time_s, 2), "run_dir": str(res.run_dir)}
+                           "steps": res.steps, "time_s": round(res.time_s, 2), "run_dir": str(res.run_dir),
+                           "split": getattr(res, "split", ccfg.eval_split)}
+    sel = getattr(res, "selection", None)
+    if ccfg.stage != "zeroshot":
+        row["selected_on"] = "val" if sel else "last step"
+        row["best_step"] = sel["best_step"] if sel else res.steps
     if b2n:
         ncfg = cell_config(cfg, cell, out_dir, "new")
         if ncfg.stage == "zeroshot":
@@ -99,6 +111,26 @@ def run_cell(cfg: CLIPRunConfig, cell: Cell, out_dir: Path, pool: BackbonePool) 
         base = row["accuracy"]
         row.update(base=base, new=new, hm=harmonic_mean(base, new))
     return row
+
+
+def split_note(rows: list[dict[str, Any]], default_split: str = "test") -> str:
+    """``" — <split> accuracy; trained prompts: best checkpoint on val"`` (or ``last training step``,
+    or per method when the methods differ): where the table's numbers come from."""
+    splits = sorted({str(r.get("split", default_split)) for r in rows}) or [default_split]
+    by_method: dict[str, set[str]] = {}
+    for r in rows:
+        if "selected_on" in r:
+            by_method.setdefault(r["method"], set()).add(str(r["selected_on"]))
+    kinds = {k for v in by_method.values() for k in v}
+    what = {"val": "best checkpoint on val", "last step": "last training step"}
+    if not kinds:
+        sel = ""
+    elif len(kinds) == 1:
+        sel = f"; trained prompts: {what.get(next(iter(kinds)), next(iter(kinds)))}"
+    else:
+        sel = "; trained prompts: " + ", ".join(f"{m} {'/'.join(what.get(k, k) for k in sorted(v))}"
+                                                 for m, v in by_method.items())
+    return f" — reported on {'/'.join(splits)}{sel}"
 
 
 def run_fewshot(cfg: CLIPRunConfig, pool: BackbonePool | None = None, progress: bool = True) -> dict[str, Any]:
@@ -127,10 +159,12 @@ def run_fewshot(cfg: CLIPRunConfig, pool: BackbonePool | None = None, progress: 
     rows = [latest[c.key] for c in todo if c.key in latest]
     metric = "hm" if cfg.sweep.base_to_new else "accuracy"
     target = target_of(cfg).name
+    note = split_note(rows, cfg.eval_split)
     title = f"Few-shot transfer to {target}" + (" (base-to-new, harmonic mean)" if cfg.sweep.base_to_new else "")
-    paths = write_results(rows, out_dir, cfg.sweep.shots, metric, title)
+    paths = write_results(rows, out_dir, cfg.sweep.shots, metric, title, note=note)
     if cfg.sweep.base_to_new:
         for m in ("base", "new"):
-            sub = write_results(rows, out_dir / m, cfg.sweep.shots, m, f"Few-shot transfer to {target}: {m} classes")
+            sub = write_results(rows, out_dir / m, cfg.sweep.shots, m, f"Few-shot transfer to {target}: {m} classes",
+                                note=note)
             paths.update({f"{m}_{k}": v for k, v in sub.items()})
     return {"rows": rows, "paths": paths, "table": Path(paths["table_md"]).read_text()}
