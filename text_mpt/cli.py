@@ -39,6 +39,8 @@ def _parser() -> argparse.ArgumentParser:
         s = sub.add_parser(name, help=help_)
         s.add_argument("config", help="YAML config (configs/text/...)")
         s.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
+        s.add_argument("--strict", action="store_true",
+                       help="fail (instead of warning) when a prompt fails a health check (= train.health.strict=true)")
     s = sub.add_parser("predict", help="answer rows of any task of a trained run")
     s.add_argument("run", help="run directory, checkpoint directory or prompts file")
     s.add_argument("--input", help="JSON Lines; each row has 'task' and the task's fields")
@@ -77,7 +79,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     if args.command in STAGES:
         from .pipeline import train_stage
 
-        cfg = load_run_config(args.config, args.overrides)
+        cfg = load_run_config(args.config, list(args.overrides) + (["train.health.strict=true"] if args.strict else []))
         out = train_stage(cfg, expected_stage=STAGES[args.command])
         print(Path(out["results"][0]).read_text())
         print(f"run directory: {out['run_dir']}")

@@ -37,7 +37,8 @@ import torch
 from mvlpt.core.checkpoint import PROMPTS_FILE, load_run_prompts, load_tensors, write_json
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
-from mvlpt.core.results import write_table
+from mvlpt.core.health import check_consumed_run
+from mvlpt.core.results import append_run_health, write_table
 from mvlpt.core.stages import build_stage_prompt, resolve_prompt_config
 from mvlpt.core.logging_utils import MetricsLogger
 from mvlpt.core.trainer import Trainer, seed_everything
@@ -196,9 +197,12 @@ def train_stage(cfg: TextRunConfig, expected_stage: str | None = None) -> dict[s
     assert test_ds is not None
     torch.manual_seed(cfg.train.seed)
     prompt, pcfg = build_prompt(cfg, backbone, tokenizer)
+    if pcfg.init == "source" and pcfg.source_path:
+        check_consumed_run(pcfg.source_path, "source run", cfg.train.health.strict)
     d = cfg.train.distill
     teacher = None
     if cfg.stage == "source" and cfg.teacher_path and (d.kl_weight > 0 or d.mse_weight > 0):
+        check_consumed_run(cfg.teacher_path, "teacher run", cfg.train.health.strict)
         t_prompt = load_teacher_prompt(cfg.teacher_path, [s.name for s in specs], backbone.config.d_model,
                                        cfg.backbone.name, pcfg.length, need_same_length=d.mse_weight > 0)
         teacher = make_model(cfg, backbone, tokenizer, specs, t_prompt, score_all=True)  # shares `backbone`
@@ -233,6 +237,8 @@ def train_stage(cfg: TextRunConfig, expected_stage: str | None = None) -> dict[s
              if mode == "auto" else CONVENTION[mode]] + split_notes(cfg, plan)
     paths = write_results(run_dir, specs, sections, title, notes) if trainer.info.is_main else (
         run_dir / "results.md", run_dir / "results.csv")
+    if trainer.info.is_main:
+        append_run_health(paths[0], run_dir)
     return {"run_dir": cfg.output_dir, "metrics": test_metrics, "test": test_metrics, "val": val_metrics,
             "best_step": step, "step": result["step"], "selection": sel_meta, "results": paths}
 

@@ -46,6 +46,9 @@ def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
                    help="experiment config (YAML)" + ("" if required else f" (default: {QUICKSTART})"))
     p.add_argument("overrides", nargs="*", metavar="key=value",
                    help="config overrides, e.g. train.max_steps=100 prompt.method=vpt output_dir=runs/x")
+    p.add_argument("--strict", action="store_true",
+                   help="fail (instead of warning) when a prompt fails a health check: a task at chance, collapsed "
+                        "class texts, an oversized prompt (= train.health.strict=true)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -123,7 +126,8 @@ def _dispatch(args: argparse.Namespace) -> int:
 
     if args.command == "predict":
         return _predict(args)
-    cfg = load_run_config(args.config, args.overrides)
+    overrides = list(args.overrides) + (["train.health.strict=true"] if getattr(args, "strict", False) else [])
+    cfg = load_run_config(args.config, overrides)
     if args.command in ("experiment", "quickstart"):
         from .pipeline.experiment import ensure_backbone
 

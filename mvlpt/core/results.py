@@ -52,3 +52,29 @@ def mean_std(values: Iterable[float]) -> tuple[float, float]:
     if len(vals) == 1:
         return m, 0.0
     return m, math.sqrt(sum((v - m) ** 2 for v in vals) / (len(vals) - 1))
+
+
+def append_run_health(md_path: str | Path, run_dir: str | Path) -> None:
+    """Append the run's MPT mechanism figures (``mechanism.json``) and health-check result (``health.json``),
+    both written by the training loop, to a results markdown file."""
+    import json
+
+    run_dir, md_path = Path(run_dir), Path(md_path)
+    parts = []
+    mech_path, health_path = run_dir / "mechanism.json", run_dir / "health.json"
+    if mech_path.is_file():
+        mech = json.loads(mech_path.read_text())
+        rows = [{"figure": k.removeprefix("mech/"), "value": v} for k, v in mech.items() if k.startswith("mech/")]
+        if rows:
+            parts.append(f"## MPT mechanism (step {mech.get('step')})\n\nfactor_dev / prompt_dev: relative change of each "
+                         "task's U Vᵀ (or vanilla prompt) since the start of the run; pairwise_dist: mean ‖P_i − P_j‖ / "
+                         "mean ‖P‖ over task pairs (_init: at the start); norm_ratio: prompt token norm / the "
+                         "backbone's token norm.\n\n" + markdown_table(rows, ["figure", "value"]))
+    if health_path.is_file():
+        health = json.loads(health_path.read_text())
+        problems = health.get("problems", [])
+        body = "all checks passed" if not problems else "\n".join(f"- WARNING: {p}" for p in problems)
+        parts.append(f"## Health checks\n\n{body}\n")
+    if parts and md_path.is_file():
+        with md_path.open("a") as f:
+            f.write("\n" + "\n".join(parts))

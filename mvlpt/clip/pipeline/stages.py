@@ -28,7 +28,8 @@ from mvlpt.core.checkpoint import PROMPTS_FILE, load_tensors, write_json
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
 from mvlpt.core.logging_utils import MetricsLogger
-from mvlpt.core.results import write_table
+from mvlpt.core.health import check_consumed_run
+from mvlpt.core.results import append_run_health, write_table
 from mvlpt.core.trainer import Trainer, seed_everything
 
 from .backbones import Backbone, load_backbone
@@ -136,6 +137,7 @@ def _prepare_source(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask]) -> t
     if tcfg is None:
         raise ConfigError(f"teacher run {path}: no config.json next to {prompts_file}; give a teacher run directory")
     check_compatible(tcfg, cfg, "teacher run", path)
+    check_consumed_run(path, "teacher run", cfg.train.health.strict)
     names = [t.task.name for t in tasks]
     check_same_tasks(tcfg, names, "teacher run", path)
     teacher = CLIPTaskModel(bb.model, bb.tokenizer, task_infos([t.info() for t in tasks]), tcfg.prompt, "teachers")
@@ -150,6 +152,7 @@ def _prepare_target(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask]) -> t
     scfg, _ = read_run_config(path, "source run")
     if scfg is not None:
         check_compatible(scfg, cfg, "source run", path)
+        check_consumed_run(path, "source run", cfg.train.health.strict)
         if scfg.stage == "source" and scfg.source_mode != cfg.source_mode:
             raise ConfigError(f"source run {path} was trained with source_mode: {scfg.source_mode}, but this target "
                               f"run has source_mode: {cfg.source_mode}; set source_mode: {scfg.source_mode} or point "
@@ -287,6 +290,7 @@ def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
         title = (f"{cfg.stage} ({cfg.method}): {cfg.eval_split} metrics at the last step ({step}); "
                  "no model selection (train.eval_every = 0)")
     write_table(_selection_rows(metrics, names, cfg.eval_split, step, selection), run_dir / RESULTS, title=title)
+    append_run_health(run_dir / f"{RESULTS}.md", run_dir)
     return StageResult(cfg.stage, run_dir, metrics, infos, int(out["step"]), time.perf_counter() - t0,
                        split=cfg.eval_split, selection=selection)
 
