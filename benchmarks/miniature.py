@@ -44,6 +44,8 @@ CLIP_METHODS = [
     {"name": "MCoOp", "stage": "target", "method": "coop"},
     {"name": "MVPT", "stage": "target", "method": "vpt"},
 ]
+#: run directory (under the CLIP output dir) of the source stage trained without distillation
+NO_DISTILL_SOURCE = "source_coop_nodistill"
 UPT_METHODS = [{"name": "UPT", "stage": "single", "method": "upt"},
                {"name": "MUPT", "stage": "target", "method": "upt"}]
 
@@ -62,6 +64,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--source-max-eval", type=int, default=500, help="eval examples per CLIP source task")
     p.add_argument("--target-max-eval", type=int, default=500, help="eval examples of the CLIP target")
     p.add_argument("--vqa-max-train", type=int, default=4000, help="easy-vqa training questions (source)")
+    p.add_argument("--distill-ablation", action="store_true",
+                   help="also a source stage without distillation (kl_weight = mse_weight = 0) and the target "
+                        "methods adapted from it (MCoOp / MPT 'no distill'), beside the distilled ones")
     p.add_argument("--skip-clip", action="store_true")
     p.add_argument("--skip-text", action="store_true")
     p.add_argument("--text-targets", nargs="+", default=["rte", "mrpc"])
@@ -89,6 +94,10 @@ def clip_overrides(args: argparse.Namespace, device: str, target: str) -> list[s
     # ``train.max_steps`` would be re-applied last and also override the teachers/source stages
     methods = [m if m["stage"] == "zeroshot" else {**m, "overrides": {"train": {"max_steps": args.fewshot_steps}}}
                for m in CLIP_METHODS + (UPT_METHODS if args.upt else [])]
+    if getattr(args, "distill_ablation", False):  # the same target stage, adapted from the undistilled source
+        methods.append({"name": "MCoOp (no distill)", "stage": "target", "method": "coop",
+                        "overrides": {"train": {"max_steps": args.fewshot_steps},
+                                      "source_path": str(Path(args.out_dir) / "clip" / NO_DISTILL_SOURCE)}})
     sources = [{"dataset": "cifar10", "shots": 16, "max_eval": args.source_max_eval},
                {"dataset": "mnist", "shots": 16, "max_eval": args.source_max_eval, "hflip": False},
                {"dataset": "fashion_mnist", "shots": 16, "max_eval": args.source_max_eval},
@@ -119,6 +128,14 @@ def run_clip(args: argparse.Namespace, device: str, log: list[str]) -> tuple[lis
         cfg = ensure_backbone(load_run_config(CLIP_CONFIG, ov), print)
         if i == 0:
             run_sources(cfg, pool, print)  # = the first half of run_experiment, sharing the pool
+            if args.distill_ablation:
+                from mvlpt.clip.pipeline import config_for_stage, run_stage
+
+                scfg = config_for_stage(cfg, "source", {
+                    "prompt": {"method": "coop"}, "run_dir": str(Path(args.out_dir) / "clip" / NO_DISTILL_SOURCE),
+                    "train": {"distill": {"kl_weight": 0.0, "mse_weight": 0.0}}})
+                res = run_stage(scfg, pool.get(scfg.backbone))
+                print(f"[source · coop · no distillation] {res.metrics}", flush=True)
         out = run_fewshot(cfg, pool, progress=False)
         print(out["table"], flush=True)
         rows += [{"part": "clip", "target": target, **r} for r in out["rows"]]
@@ -177,6 +194,10 @@ def run_text(args: argparse.Namespace, device: str, log: list[str]) -> list[dict
                                                         f"tasks={_flow(tasks)}"], log)
     methods = {"MPT": [f"prompt.source_path={out}/source"],
                "PT": ["prompt.kind=vanilla", "prompt.init=random", "prompt.source_path=null"]}
+    if args.distill_ablation:  # the same source stage without distillation, and MPT adapted from it
+        _text_stage(TEXT_CONFIGS / "source.yaml", common + [f"output_dir={out}/source_nodistill", f"tasks={_flow(tasks)}",
+                                                            "train.distill.kl_weight=0", "train.distill.mse_weight=0"], log)
+        methods["MPT (no distill)"] = [f"prompt.source_path={out}/source_nodistill"]
     rows = []
     first = True
     for task in args.text_targets:

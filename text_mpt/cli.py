@@ -112,6 +112,10 @@ def run(argv: Sequence[str] | None = None) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Console entry point: library errors are printed as one line (exit code 2)."""
+    if argv is None:  # the console command: health warnings as plain WARNING lines
+        from mvlpt.core.health import readable_warnings
+
+        readable_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
         if argv[:1] == ["pretrain"]:  # span-corruption pretraining of the tiny T5 (its own parser)

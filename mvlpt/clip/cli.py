@@ -102,6 +102,10 @@ def _print_result(res) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    if argv is None:  # the console command: health warnings as plain WARNING lines
+        from mvlpt.core.health import readable_warnings
+
+        readable_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and argv[0] == "pretrain":
         from mvlpt.clip import pretrain

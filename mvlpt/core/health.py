@@ -113,7 +113,6 @@ def report(problems: list[str], where: str, strict: bool) -> None:
     if strict:
         raise HealthCheckError(text + "\n(strict: set train.health.strict=false to continue with a warning)")
     warnings.warn(text, HealthWarning, stacklevel=2)
-    print(f"WARNING: {text}", flush=True)
 
 
 def write_health(run_dir: str | Path, problems: list[str], checked: Mapping[str, Any]) -> Path:
@@ -144,3 +143,19 @@ def check_consumed_run(run_dir: str | Path, what: str, strict: bool) -> list[str
     problems = list(found.get("problems", []))
     report(problems, f"the {what} {run_dir} (recorded when it was trained)", strict)
     return problems
+
+
+def readable_warnings() -> None:
+    """Command lines: show health warnings as ``WARNING: ...`` lines on stderr (no source line), every time."""
+    import sys
+
+    original = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):  # type: ignore[no-untyped-def]
+        if issubclass(category, HealthWarning):
+            print(f"WARNING: {message}", file=file or sys.stderr, flush=True)
+        else:
+            original(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+    warnings.simplefilter("always", HealthWarning)

@@ -51,3 +51,13 @@ def test_table_is_mean_std_per_method_and_shots():
             for m, k, s, a in [("MPT", 1, 1, 50.0), ("MPT", 1, 2, 60.0), ("PT", 1, 1, 40.0), ("PT", 1, 2, 40.0)]]
     md = _load().tables(rows, [1])
     assert "| MPT | 55.0 ± 7.1 |" in md and "| PT | 40.0 ± 0.0 |" in md
+
+
+def test_distillation_ablation_adds_a_target_method_from_the_undistilled_source():
+    mod = _load()
+    args = mod.build_parser().parse_args(["--distill-ablation", "--fewshot-steps", "5", "--out-dir", "runs/m"])
+    methods = yaml.safe_load(dict(o.split("=", 1) for o in mod.clip_overrides(args, "cpu", "flowers5"))["sweep.methods"])
+    ablation = [m for m in methods if m["name"] == "MCoOp (no distill)"]
+    assert len(ablation) == 1 and ablation[0]["stage"] == "target"
+    assert ablation[0]["overrides"]["source_path"].endswith(mod.NO_DISTILL_SOURCE)
+    assert not mod.build_parser().parse_args([]).distill_ablation
