@@ -159,3 +159,14 @@ def readable_warnings() -> None:
 
     warnings.showwarning = show
     warnings.simplefilter("always", HealthWarning)
+
+
+def add_problems(run_dir: str | Path, problems: list[str], checked: Mapping[str, Any], strict: bool) -> None:
+    """Add a head's own findings (e.g. teachers vs zero-shot) to the run's ``health.json`` and report them."""
+    if not problems and not checked:
+        return
+    found = read_health(run_dir) if (Path(run_dir) / HEALTH_FILE).is_file() else None
+    old = list((found or {}).get("problems", []))
+    merged = {**(found or {}).get("checked", {}), **dict(checked)}
+    write_health(run_dir, old + problems, merged)
+    report(problems, f"this run ({run_dir})", strict)

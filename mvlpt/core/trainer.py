@@ -299,6 +299,15 @@ class Trainer:
         self.model.train(was_training)
         return metrics
 
+    def evaluate_model(self, model: TaskModel, datasets: Sequence[Dataset]) -> dict[str, float]:
+        """Evaluate another task model (e.g. a zero-shot baseline) on ``datasets`` with this loop's settings."""
+        own = self.model
+        self.model = model.to(self.device)
+        try:
+            return self.evaluate(datasets)
+        finally:
+            self.model = own
+
     # ------------------------------------------------------------------ training
     def fit(self, resume: bool = True) -> dict[str, Any]:
         """Train for ``max_steps`` (continuing from the latest checkpoint when ``resume``).

@@ -38,6 +38,12 @@ def test_collapsed_teacher_warns_and_strict_fails(tmp_path, capsys):
         assert cli.main(["teachers", "--config", str(path)]) == 0
     health = json.loads((tmp_path / "runs" / "teachers_coop" / "health.json").read_text())
     assert health["ok"] is False and any("collapsed" in p or "chance" in p for p in health["problems"])
+    # teachers are also compared with zero-shot CLIP on their own task
+    zs = health["checked"]["zeroshot/digits/accuracy"]
+    teacher = json.loads((tmp_path / "runs" / "teachers_coop" / "metrics.jsonl").read_text().splitlines()[-1])
+    assert 0 <= zs <= 100
+    if teacher.get("digits/accuracy", 100) <= zs:
+        assert any("does not beat zero-shot" in p for p in health["problems"])
     assert "WARNING" in (tmp_path / "runs" / "teachers_coop" / "results.md").read_text()
     capsys.readouterr()
     # the source stage consumes the teacher run: --strict refuses it before training

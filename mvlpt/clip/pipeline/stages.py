@@ -28,7 +28,7 @@ from mvlpt.core.checkpoint import PROMPTS_FILE, load_tensors, write_json
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
 from mvlpt.core.logging_utils import MetricsLogger
-from mvlpt.core.health import check_consumed_run
+from mvlpt.core.health import add_problems, check_consumed_run
 from mvlpt.core.results import append_run_health, write_table
 from mvlpt.core.trainer import Trainer, seed_everything
 
@@ -290,9 +290,29 @@ def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
         title = (f"{cfg.stage} ({cfg.method}): {cfg.eval_split} metrics at the last step ({step}); "
                  "no model selection (train.eval_every = 0)")
     write_table(_selection_rows(metrics, names, cfg.eval_split, step, selection), run_dir / RESULTS, title=title)
+    if cfg.stage == "teachers" and cfg.train.health.enabled:
+        _teachers_vs_zeroshot(trainer, bb, infos, tasks, metrics, cfg, run_dir)
     append_run_health(run_dir / f"{RESULTS}.md", run_dir)
     return StageResult(cfg.stage, run_dir, metrics, infos, int(out["step"]), time.perf_counter() - t0,
                        split=cfg.eval_split, selection=selection)
+
+
+def _teachers_vs_zeroshot(trainer: Trainer, bb: Backbone, infos: list[dict[str, Any]], tasks: list[RunTask],
+                          metrics: dict[str, float], cfg: CLIPRunConfig, run_dir: Path) -> None:
+    """A teacher that does not beat zero-shot CLIP (hand template) on its own task is a problem of the
+    teachers stage: recorded in ``health.json`` (warning; an error under ``train.health.strict``)."""
+    zs = CLIPZeroShot(bb.model, bb.tokenizer, task_infos(infos), [i["templates"] for i in infos])
+    zs_metrics = trainer.evaluate_model(zs, [t.eval for t in tasks])
+    problems = []
+    for info in infos:
+        key = f"{info['name']}/accuracy"
+        if info["task_type"] == "classification" and key in metrics and key in zs_metrics and metrics[key] <= zs_metrics[key]:
+            problems.append(f"teacher {info['name']}: {cfg.eval_split} accuracy {metrics[key]:.1f} does not beat zero-shot "
+                            f"CLIP with the hand template ({zs_metrics[key]:.1f}): the prompt learned nothing the "
+                            "template does not already give (e.g. the backbone was pretrained on these captions), "
+                            "or the learning rate is off")
+    add_problems(run_dir, problems, {f"zeroshot/{k}": v for k, v in zs_metrics.items() if k.endswith("/accuracy")},
+                 cfg.train.health.strict)
 
 
 def run_zeroshot(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageResult:
