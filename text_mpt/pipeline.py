@@ -34,13 +34,12 @@ from typing import Any, Callable, Mapping, Sequence
 
 import torch
 
-from mvlpt.core.checkpoint import PROMPTS_FILE, load_run_prompts, load_tensors, write_json
+from mvlpt.core.checkpoint import load_run_prompts, write_json
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
 from mvlpt.core.health import check_consumed_run
 from mvlpt.core.results import append_run_health, write_table
 from mvlpt.core.stages import build_stage_prompt, resolve_prompt_config
-from mvlpt.core.logging_utils import MetricsLogger
 from mvlpt.core.trainer import Trainer, seed_everything
 
 from .backbone import load_backbone
@@ -212,18 +211,15 @@ def train_stage(cfg: TextRunConfig, expected_stage: str | None = None) -> dict[s
     trainer = Trainer(model, train_ds, TextCollator(tokenizer.pad_token_id), cfg.train, cfg.output_dir,
                       eval_datasets=val_ds, teacher=teacher, run_config=run_cfg)
     result = trainer.fit()
-    best = result["best"]
-    if best.get("step") is not None:  # the best checkpoint on val: its prompts are the ones reported
-        trainer.model.load_trainable_state_dict(load_tensors(trainer.ckpt_dir / "best" / PROMPTS_FILE))
-        step, val_metrics = int(best["step"]), best["metrics"]
+    # the best checkpoint on val (its prompts are the ones reported), or the last step without selection
+    sel = trainer.evaluate_selected(result, test_ds, "test")
+    test_metrics, step, val_metrics = sel["metrics"], sel["step"], sel["val_metrics"]
+    if sel["selected"]:
         which = f"best checkpoint on val, step {step}" if mode == "auto" else f"best checkpoint, step {step}"
-    else:  # no evaluation on val: the last step
-        step, val_metrics = result["step"], result["final"]
+    else:
         which = f"last step {step}, no model selection"
-    test_metrics = trainer.evaluate(test_ds)
     run_dir = Path(cfg.output_dir)
     if trainer.info.is_main:
-        MetricsLogger(run_dir, tensorboard=False).log(result["step"], "test", {**test_metrics, "reported_step": step})
         write_json(run_dir / "splits.json", {tp.name: {"val": tp.ids.get("val", []), "test": tp.ids["test"], **tp.info}
                                              for tp in plan})
     if mode == "auto":

@@ -12,7 +12,7 @@ from typing import Any, Mapping, Sequence
 import torch
 from torch import Tensor
 
-from mvlpt.core.checkpoint import load_run_prompts
+from mvlpt.core.checkpoint import load_run_prompts, sub_state
 from mvlpt.core.errors import CheckpointError, ConfigError, ShapeMismatchError
 from mvlpt.core.prompts import DecomposedPrompt, PromptModule, VanillaPrompt
 
@@ -23,7 +23,7 @@ PROMPT_KEY = "prompt"
 def prompt_tensors(tensors: Mapping[str, Tensor]) -> dict[str, Tensor]:
     """The ``prompt.*`` tensors of a checkpoint, without the prefix."""
     pre = PROMPT_KEY + "."
-    sub = {k[len(pre):]: v for k, v in tensors.items() if k.startswith(pre)}
+    sub = sub_state(tensors, pre)
     if not sub:
         raise CheckpointError(f"checkpoint has no '{pre}*' tensors; found {sorted(tensors)[:8]}")
     return sub

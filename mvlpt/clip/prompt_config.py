@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -81,6 +82,22 @@ class CLIPPromptConfig:
             raise ConfigError(f"prompt.vqa_template must have a {{question}} and an {{answer}} slot, found {self.vqa_template!r}")
         if self.logit_scale is not None and self.logit_scale <= 0:
             raise ConfigError(f"prompt.logit_scale must be > 0 (or null for CLIP's), found {self.logit_scale}")
+
+    def as_vanilla(self, what: str) -> "CLIPPromptConfig":
+        """The text / visual prompts as vanilla prompts (MVLPT's one shared prompt, ``source_mode: mvlpt``):
+        ``auto`` kinds become ``vanilla``, a ``decomposed`` kind is refused naming ``what`` needs them, and
+        MPT's decomposed groups in ``train`` fall back to ``auto`` (a vanilla prompt trains all of it)."""
+        parts = {}
+        for name in ("text", "visual"):
+            sub = getattr(self, name)
+            if sub.kind == "decomposed":
+                raise ConfigError(f"source_mode: mvlpt trains vanilla prompts ({what}); prompt.{name}.kind is "
+                                  "decomposed: set it to vanilla or auto, or use source_mode: mpt")
+            train = sub.train
+            if isinstance(train, list) and any(g in ("shared", "task_factors") for g in train):
+                train = "auto"
+            parts[name] = dataclasses.replace(sub, kind="vanilla", train=train)
+        return dataclasses.replace(self, **parts)
 
     @property
     def uses_text(self) -> bool:

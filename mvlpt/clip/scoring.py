@@ -30,9 +30,9 @@ from mvlpt.core.errors import ConfigError, DataError, TaskIdError
 from .tasks import TaskInfo
 from .vqa import candidate_scores, require_questions, soft_target_loss
 
-#: class text features of a task: ``task id -> (C_k, e)`` (unit norm)
+#: class text features of a task: ``task id -> (C_k, e)`` (any norm; normalised for scoring)
 ClassFeatures = Callable[[int], Tensor]
-#: (question, answer) text features of a task's rows: ``(task id, questions) -> (n, A_k, e)`` (unit norm)
+#: (question, answer) text features of a task's rows: ``(task id, questions) -> (n, A_k, e)`` (any norm)
 PairFeatures = Callable[[int, list[str]], Tensor]
 
 
@@ -97,13 +97,14 @@ class ClassLayout:
 
 def score_batch(layout: ClassLayout, batch: dict[str, Any], image_features: Tensor, scale: Tensor | float,
                 class_features: ClassFeatures, pair_features: PairFeatures) -> tuple[Tensor, Tensor, Tensor]:
-    """Masked logits of a batch and each sample's target text feature.
+    """Masked logits of a batch and each sample's target text feature (before normalisation, for distillation).
 
     Each task present is encoded once (classes) or once per question (VQA candidates).
 
     Returns:
         ``logits`` ``(B, C_union)`` (``-inf`` outside each sample's task), ``target`` ``(B, e)``
-        (text feature of the label's class / top answer, zeros if none) and ``target_valid`` ``(B,)``.
+        (text feature of the label's class / top answer as the text tower returns it, i.e. not unit
+        norm; zeros if none) and ``target_valid`` ``(B,)``. Logits use the normalised features.
     """
     task_ids, labels = batch["task_ids"], batch["labels"]
     layout.check_task_ids(task_ids)
@@ -116,10 +117,11 @@ def score_batch(layout: ClassLayout, batch: dict[str, Any], image_features: Tens
         rows = layout.classification_rows(task_ids).nonzero(as_tuple=True)[0]
         if rows.numel():
             y = layout.union_labels(task_ids[rows], labels[rows])
-            txt = torch.cat([F.normalize(class_features(k).float(), dim=-1) for k in layout.union_tasks])
+            raw = torch.cat([class_features(k).float() for k in layout.union_tasks])
+            txt = F.normalize(raw, dim=-1)
             cols = torch.tensor(layout.union_columns, device=img.device)
             logits = logits.index_put((rows[:, None], cols[None, :]), (scale * img[rows] @ txt.T).to(logits.dtype))
-            target = target.index_put((rows,), txt[y].to(target.dtype))
+            target = target.index_put((rows,), raw[y].to(target.dtype))
             valid = valid.index_put((rows,), torch.ones_like(rows, dtype=torch.bool))
     for k in torch.unique(task_ids).tolist():
         task = layout.tasks[k]
@@ -133,16 +135,16 @@ def score_batch(layout: ClassLayout, batch: dict[str, Any], image_features: Tens
             if bad.numel():
                 raise DataError(f"task {task.name!r}: label {int(bad[0])} is outside its {n_cls} classes; "
                                 "the model's class list does not match the dataset's")
-            txt = F.normalize(class_features(k).float(), dim=-1)  # (C, e)
-            block = img[rows] @ txt.T
-            tgt = txt[y]
+            raw = class_features(k).float()  # (C, e)
+            block = img[rows] @ F.normalize(raw, dim=-1).T
+            tgt = raw[y]
         else:
             qs = [batch["questions"][i] for i in rows.tolist()]
             qs = require_questions(task, qs, batch["indices"][rows].tolist())
-            txt = F.normalize(pair_features(k, qs).float(), dim=-1)  # (n, A, e)
-            block = torch.einsum("ne,nae->na", img[rows], txt)
+            raw = pair_features(k, qs).float()  # (n, A, e)
+            block = torch.einsum("ne,nae->na", img[rows], F.normalize(raw, dim=-1))
             yc = y.clamp(0, n_cls - 1)
-            tgt = txt[torch.arange(len(rows), device=txt.device), yc]
+            tgt = raw[torch.arange(len(rows), device=raw.device), yc]
         ok = (y >= 0) & (y < n_cls)
         cols = torch.arange(layout.offsets[k], layout.offsets[k] + n_cls, device=img.device)
         logits = logits.index_put((rows[:, None], cols[None, :]), (scale * block).to(logits.dtype))

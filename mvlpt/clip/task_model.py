@@ -15,7 +15,6 @@ task's classes (:mod:`.scoring`). VQA tasks are scored as described in :mod:`.vq
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 from typing import Any, Callable, Mapping, Sequence
 
 import torch
@@ -42,18 +41,6 @@ STAGES = ("teachers", "source", "target", "single")
 EVAL_TEXT_CHUNK = 4096
 
 
-def _shared_prompt_config(cfg: CLIPPromptConfig) -> CLIPPromptConfig:
-    """``shared_prompt``: the prompts are vanilla (``auto`` kinds → ``vanilla``; ``decomposed`` is refused)."""
-    parts = {}
-    for name in ("text", "visual"):
-        sub = getattr(cfg, name)
-        if sub.kind == "decomposed":
-            raise ConfigError(f"prompt.shared_prompt (source_mode: mvlpt) trains one vanilla prompt shared by all "
-                              f"tasks: set prompt.{name}.kind to vanilla or auto, found decomposed")
-        parts[name] = dataclasses.replace(sub, kind="vanilla")
-    return dataclasses.replace(cfg, **parts)
-
-
 def backbone_label(clip_model: nn.Module) -> str:
     """A readable name of the backbone for error messages."""
     return str(getattr(clip_model, "mvlpt_name", "") or type(clip_model).__name__)
@@ -77,7 +64,7 @@ class CLIPTaskModel(TaskModel):
             raise ConfigError(f"stage must be one of {STAGES}, found {stage!r}")
         prompt_cfg.validate()
         if prompt_cfg.shared_prompt:  # MVLPT: one vanilla prompt for every task, union scoring
-            prompt_cfg = _shared_prompt_config(prompt_cfg)
+            prompt_cfg = prompt_cfg.as_vanilla("prompt.shared_prompt: one prompt shared by all tasks")
         self.tasks = check_tasks(tasks)
         self.task_names = [t.name for t in self.tasks]
         self.cfg = prompt_cfg
@@ -199,45 +186,31 @@ class CLIPTaskModel(TaskModel):
                 feats.append(self.pair_texts.encode(part, c, self.cfg.checkpointing and grad))
         return torch.cat(feats).reshape(len(questions), n_ans, -1)
 
-    def _forward(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        task_ids = batch["task_ids"]
-        self.layout.check_task_ids(task_ids)
-        if self.cfg.shared_prompt:  # every sample (and every task's class texts) uses prompt 0
+    def _task_prompts(self, task_ids: Tensor) -> tuple[Prompts, dict[int, Tensor]]:
+        """The samples' prompts and the text context of each task present (``shared_prompt``: prompt 0
+        for every sample and every task's class texts)."""
+        if self.cfg.shared_prompt:
             _, prompts = self._prompts(torch.zeros_like(task_ids))
             ctx = {k: prompts.text[0] for k in range(len(self.tasks))} if prompts.text is not None else {}
         else:
             uniq, prompts = self._prompts(task_ids)
             ctx = {int(k): prompts.text[i] for i, k in enumerate(uniq.tolist())} if prompts.text is not None else {}
+        return prompts, ctx
+
+    def _forward(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        task_ids = batch["task_ids"]
+        self.layout.check_task_ids(task_ids)
+        prompts, ctx = self._task_prompts(task_ids)
         if prompts.visual is None:
             with torch.no_grad():
                 img = self.vision_tower.encode(batch["images"])
         else:
             img = self.vision_tower.encode(batch["images"], prompts.visual, self.cfg.checkpointing)
-        raw: dict[int, Tensor] = {}  # text features before normalisation, per task (for distillation)
-
-        def class_features(k: int) -> Tensor:
-            raw[k] = self._class_features(k, ctx.get(k))
-            return raw[k]
-
-        def pair_features(k: int, qs: list[str]) -> Tensor:
-            raw[k] = self._pair_features(k, qs, ctx.get(k))
-            return raw[k]
-
-        logits, _, valid = score_batch(self.layout, batch, img, self.logit_scale, class_features, pair_features)
-        return logits, img.float(), self._raw_targets(batch, raw, img.shape[-1]), valid
-
-    def _raw_targets(self, batch: Batch, raw: dict[int, Tensor], width: int) -> Tensor:
-        """Each sample's target text feature before normalisation ``(B, e)`` (zeros where it has none)."""
-        task_ids, labels = batch["task_ids"], batch["labels"]
-        out = None
-        for k, feats in raw.items():
-            rows = (task_ids == k).nonzero(as_tuple=True)[0]
-            if not rows.numel():
-                continue
-            y = labels[rows].clamp(0, feats.shape[-2] - 1)
-            t = feats[y] if feats.dim() == 2 else feats[torch.arange(len(rows), device=feats.device), y]
-            out = (feats.new_zeros(task_ids.shape[0], width).float() if out is None else out).index_put((rows,), t.float())
-        return out if out is not None else torch.zeros(task_ids.shape[0], width, device=task_ids.device)
+        logits, target, valid = score_batch(
+            self.layout, batch, img, self.logit_scale,
+            lambda k: self._class_features(k, ctx.get(k)),
+            lambda k, qs: self._pair_features(k, qs, ctx.get(k)))
+        return logits, img.float(), target, valid
 
     def step(self, batch: Batch) -> StepOutput:
         """Loss, masked logits ``(B, C_union)`` and hidden ``(B, 2, e)`` for distillation = [image feature,
@@ -295,15 +268,11 @@ class CLIPTaskModel(TaskModel):
         self.eval()
         out = {}
         try:
-            device = self.clip.logit_scale.device
-            ids = torch.arange(len(self.tasks), device=device)
-            if self.cfg.shared_prompt:
-                ids = torch.zeros_like(ids)
-            prompts = self.prompt_set(ids)
+            _, ctx = self._task_prompts(torch.arange(len(self.tasks), device=self.clip.logit_scale.device))
             for k, task in enumerate(self.tasks):
-                if task.task_type != "classification" or len(task.classnames) < 2 or prompts.text is None:
+                if task.task_type != "classification" or len(task.classnames) < 2 or k not in ctx:
                     continue
-                f = F.normalize(self.class_texts.features(k, prompts.text[k]).float(), dim=-1)
+                f = F.normalize(self._class_features(k, ctx[k]).float(), dim=-1)
                 c = f @ f.T
                 n = c.shape[0]
                 out[f"{task.name}/class_text_cos"] = round(float((c.sum() - c.diagonal().sum()) / (n * (n - 1))), 6)

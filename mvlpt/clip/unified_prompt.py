@@ -17,7 +17,7 @@ from typing import Callable
 import torch
 from torch import Tensor, nn
 
-from mvlpt.core.checkpoint import load_module_state, load_run_prompts
+from mvlpt.core.checkpoint import load_module_state, load_run_prompts, sub_state
 from mvlpt.core.errors import CheckpointError
 from mvlpt.core.stages import Stage, resolve_prompt_config
 
@@ -64,7 +64,7 @@ class UnifiedPrompts(PromptSet):
         resolved = resolve_prompt_config(cfg.text, stage)
         if resolved.init == "source":
             tensors, _ = load_run_prompts(resolved.source_path)  # type: ignore[arg-type]
-            sub = {k[len("upt_mapping."):]: v for k, v in tensors.items() if k.startswith("upt_mapping.")}
+            sub = sub_state(tensors, "upt_mapping.")
             if not sub:
                 raise CheckpointError(f"source {resolved.source_path} has no 'upt_mapping.' tensors: it was not "
                                       f"trained with prompt.method=upt (found {sorted(tensors)[:6]})")

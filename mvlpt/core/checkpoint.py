@@ -106,6 +106,11 @@ def read_json(path: str | Path) -> Any:
         raise CheckpointError(f"{path} is not valid JSON ({e}); it may be truncated") from None
 
 
+def sub_state(tensors: Mapping[str, Tensor], prefix: str) -> dict[str, Tensor]:
+    """The tensors under ``prefix`` (e.g. ``"text_prompt."``), with the prefix removed."""
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
 def load_module_state(module: nn.Module, state: Mapping[str, Tensor], where: str = "") -> None:
     """``module.load_state_dict`` with errors that name the expected and found shapes."""
     own = module.state_dict()

@@ -72,14 +72,15 @@ def module_stats(module: PromptModule, start: PromptModule | None, task_names: S
     names = list(task_names) if len(task_names) == module.num_tasks else [str(k) for k in range(module.num_tasks)]
     prompts = _all_prompts(module)
     if start is not None:
+        start_prompts = _all_prompts(start)
         if isinstance(module, DecomposedPrompt) and isinstance(start, DecomposedPrompt):
             dev, key = relative_change(_task_matrices(module), _task_matrices(start)), "factor_dev"
         else:
-            dev, key = relative_change(prompts, _all_prompts(start)), "prompt_dev"
+            dev, key = relative_change(prompts, start_prompts), "prompt_dev"
         for name, v in zip(names, dev.tolist()):
             out[f"{key}/{name}"] = round(float(v), 6)
         out[f"{key}_mean"] = round(float(dev.mean()), 6)
-        init_dist = pairwise_distance(_all_prompts(start))
+        init_dist = pairwise_distance(start_prompts)
         if init_dist is not None:
             out["pairwise_dist_init"] = round(init_dist, 6)
     dist = pairwise_distance(prompts)

@@ -16,7 +16,7 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import Tensor
 
-from .checkpoint import load_run_prompts
+from .checkpoint import load_run_prompts, sub_state
 from .errors import CheckpointError, ConfigError
 from .prompts import DecomposedPrompt, PromptModule, VanillaPrompt, build_prompt
 from .transfer import SOURCE_INIT_MODES, init_from_source, init_vanilla_from_source
@@ -115,7 +115,7 @@ def build_stage_prompt(
         prompt.init_from_embeddings(embed_text(cfg.init_text))  # type: ignore[attr-defined]
     elif cfg.init == "source":
         tensors, _ = load_run_prompts(cfg.source_path)  # type: ignore[arg-type]
-        sub = {k[len(source_key):]: v for k, v in tensors.items() if k.startswith(source_key)}
+        sub = sub_state(tensors, source_key)
         if not sub:
             raise CheckpointError(
                 f"source {cfg.source_path} has no tensors under {source_key!r}; found {sorted(tensors)[:8]}"

@@ -130,11 +130,11 @@ class TaskModel(nn.Module):
 
     def load_trainable_state_dict(self, state: Mapping[str, Tensor]) -> None:
         """Inverse of :meth:`trainable_state_dict` with shape checks."""
-        from .checkpoint import load_module_state
+        from .checkpoint import load_module_state, sub_state
 
         for name, module in self.prompt_modules().items():
             prefix = f"{name}."
-            sub = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+            sub = sub_state(state, prefix)
             load_module_state(module, sub, where=name)
 
 

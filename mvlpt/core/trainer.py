@@ -30,7 +30,6 @@ from .distributed import DistInfo, all_reduce_mean, any_true, barrier, broadcast
 from .errors import NonFiniteLossError
 from . import health as health_checks
 from .mechanism import mechanism_stats, snapshot
-from .prompts import PromptModule
 from .logging_utils import MetricsLogger
 from .optim import build_optimizer, build_scheduler
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset, ShardedEvalSampler
@@ -240,14 +239,12 @@ class Trainer:
         if resumed and path.is_file():
             tensors = ckpt.load_tensors(path)
             for name, m in self._start.items():
-                sub = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(f"{name}.")}
+                sub = ckpt.sub_state(tensors, f"{name}.")
                 if sub:
                     ckpt.load_module_state(m, sub, where=f"{self.START_FILE}:{name}")
-        elif self.info.is_main and not resumed:
-            tensors = {f"{n}.{k}": v for n, m in self._start.items() for k, v in m.state_dict().items()}
-            if tensors:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                ckpt.save_tensors(path, tensors)
+        elif self.info.is_main and not resumed and self._start:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            ckpt.save_tensors(path, self.model.trainable_state_dict())
 
     def mechanism(self) -> dict[str, float]:
         """MPT mechanism figures of the current prompts (see :mod:`mvlpt.core.mechanism`)."""
@@ -277,13 +274,15 @@ class Trainer:
 
     # ------------------------------------------------------------------ evaluation
     @torch.no_grad()
-    def evaluate(self, datasets: Sequence[Dataset] | None = None) -> dict[str, float]:
-        """Evaluate on one dataset per task; records are gathered over ranks (each example once)."""
+    def evaluate(self, datasets: Sequence[Dataset] | None = None, model: TaskModel | None = None) -> dict[str, float]:
+        """Evaluate on one dataset per task; records are gathered over ranks (each example once).
+        ``model``: another task model to evaluate with this loop's settings (e.g. a zero-shot baseline)."""
         datasets = list(datasets) if datasets is not None else self.eval_datasets
         if not datasets:
             return {}
-        was_training = self.model.training
-        self.model.eval()
+        model = self.model if model is None else model.to(self.device)
+        was_training = model.training
+        model.eval()
         ds = MultiTaskDataset(datasets, seed=self.cfg.seed)
         sampler = ShardedEvalSampler(ds.sizes, self.info.rank, self.info.world_size)
         loader = DataLoader(ds, sampler=sampler, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
@@ -292,21 +291,30 @@ class Trainer:
         bar = tqdm(loader, desc="eval", leave=False, disable=not (self.cfg.progress and self.info.is_main))
         for batch in bar:
             with self._autocast():
-                records.extend(self.model.predict(move_to(batch, self.device)))
+                records.extend(model.predict(move_to(batch, self.device)))
         all_records = [r for part in gather_objects(records, self.info) for r in part]
-        metrics = self.model.compute_metrics(all_records) if self.info.is_main else {}
+        metrics = model.compute_metrics(all_records) if self.info.is_main else {}
         metrics = broadcast_object(metrics, self.info)
-        self.model.train(was_training)
+        model.train(was_training)
         return metrics
 
-    def evaluate_model(self, model: TaskModel, datasets: Sequence[Dataset]) -> dict[str, float]:
-        """Evaluate another task model (e.g. a zero-shot baseline) on ``datasets`` with this loop's settings."""
-        own = self.model
-        self.model = model.to(self.device)
-        try:
-            return self.evaluate(datasets)
-        finally:
-            self.model = own
+    def evaluate_selected(self, fit_result: dict[str, Any], datasets: Sequence[Dataset],
+                          split: str = "test") -> dict[str, Any]:
+        """After :meth:`fit`: load the best checkpoint on the evaluation (validation) sets, when there is
+        one, and evaluate it on ``datasets`` (the reported split); without one, the last step's prompts.
+        Logs a ``split`` line with ``checkpoint_step``. Returns ``{"metrics", "step", "val_metrics", "selected"}``."""
+        best = fit_result.get("best") or {}
+        best_file = self.ckpt_dir / "best" / ckpt.PROMPTS_FILE
+        selected = best.get("step") is not None and best_file.is_file()
+        if selected:
+            self.model.load_trainable_state_dict(ckpt.load_tensors(best_file))
+            step, val_metrics = int(best["step"]), dict(best.get("metrics") or {})
+        else:
+            step, val_metrics = int(fit_result["step"]), dict(fit_result.get("final") or {})
+        metrics = self.evaluate(datasets)
+        MetricsLogger(self.run_dir, enabled=self.info.is_main).log(int(fit_result["step"]), split,
+                                                                   {**metrics, "checkpoint_step": step})
+        return {"metrics": metrics, "step": step, "val_metrics": val_metrics, "selected": selected}
 
     # ------------------------------------------------------------------ training
     def fit(self, resume: bool = True) -> dict[str, Any]:
@@ -320,7 +328,7 @@ class Trainer:
         params = self.trainable_parameters()
         named = self.model.parameter_groups()
         optimizer = build_optimizer(params, cfg.optim, named)
-        self._clip_units = self._clip_groups(params)
+        self._clip_units = self._clip_groups(params, named)
         scheduler = build_scheduler(optimizer, cfg.max_steps, cfg.schedule)
         sizes = [len(d) for d in self.train_datasets]
         sampler = MultiTaskBatchSampler(sizes, cfg.batch_size, cfg.sampling, seed=cfg.seed,
@@ -395,23 +403,16 @@ class Trainer:
                 "mechanism": health["mechanism"], "health": {"ok": health["ok"], "problems": health["problems"],
                                                              **health["diagnostics"]}}
 
-    def _clip_groups(self, params: list[torch.nn.Parameter]) -> list[tuple[torch.nn.Parameter, int | None]] | None:
-        """Clipping units for ``clip_grad_scope: per_task``: (parameter, task row) for each task's own
-        rows (vanilla prompts, factors), (parameter, None) for shared ones; None for global clipping."""
+    def _clip_groups(self, params: list[torch.nn.Parameter],
+                     named: dict[str, list[torch.nn.Parameter]]) -> list[tuple[torch.nn.Parameter, int | None]] | None:
+        """Clipping units for ``clip_grad_scope: per_task``: (parameter, task row) for each row of the
+        task-indexed groups (vanilla prompts, factors: leading dim = tasks), (parameter, None) for the
+        rest (``P*``, mappings); None for global clipping."""
         if self.cfg.clip_grad_scope != "per_task":
             return None
-        units: list[tuple[torch.nn.Parameter, int | None]] = []
-        seen: set[int] = set()
-        for module in self.model.prompt_modules().values():
-            if not isinstance(module, PromptModule):
-                continue
-            for g in module.groups:
-                if g == "shared":
-                    continue
-                for p in module.group_parameters(g):
-                    if p.requires_grad and p.dim() > 0 and p.shape[0] == module.num_tasks:
-                        units.extend((p, k) for k in range(module.num_tasks))
-                        seen.add(id(p))
+        per_task = [p for g in ("task_prompts", "task_factors") for p in named.get(g, []) if p.dim() > 0]
+        units: list[tuple[torch.nn.Parameter, int | None]] = [(p, k) for p in per_task for k in range(p.shape[0])]
+        seen = {id(p) for p in per_task}
         units.extend((p, None) for p in params if id(p) not in seen)
         return units
 

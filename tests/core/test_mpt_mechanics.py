@@ -109,7 +109,7 @@ def test_per_task_clipping_keeps_teachers_independent(tmp_path):
         model = ToyTaskModel(VanillaPrompt(2, (4, 8)))
         trainer = Trainer(model, [ToyDataset(0)], toy_collate, _cfg(clip_grad_norm=1.0, clip_grad_scope=scope), tmp_path / scope)
         params = trainer.trainable_parameters()
-        trainer._clip_units = trainer._clip_groups(params)
+        trainer._clip_units = trainer._clip_groups(params, model.parameter_groups())
         g = torch.zeros_like(model.prompt.prompts)
         g[0] = 100.0
         g[1] = 0.01

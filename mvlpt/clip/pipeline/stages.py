@@ -24,10 +24,9 @@ import torch
 from datasets_vl import collate_vl
 from mvlpt.clip.task_model import CLIPTaskModel, TaskInfo
 from mvlpt.clip.zeroshot import CLIPZeroShot
-from mvlpt.core.checkpoint import PROMPTS_FILE, load_tensors, write_json
+from mvlpt.core.checkpoint import load_tensors, write_json
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
-from mvlpt.core.logging_utils import MetricsLogger
 from mvlpt.core.health import add_problems, check_consumed_run
 from mvlpt.core.results import append_run_health, write_table
 from mvlpt.core.trainer import Trainer, seed_everything
@@ -99,20 +98,8 @@ def _prepare_plain(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask]) -> tu
 
 
 def _vanilla_prompts(cfg: CLIPRunConfig, what: str) -> CLIPRunConfig:
-    """``source_mode: mvlpt``: the text / visual prompts are vanilla (``auto`` → ``vanilla``); a
-    ``decomposed`` kind is refused, and MPT's decomposed parameter groups in ``train`` fall back to
-    ``auto`` (a vanilla prompt trains all of it)."""
-    prompt = cfg.prompt
-    for part in ("text", "visual"):
-        sub = getattr(prompt, part)
-        if sub.kind == "decomposed":
-            raise ConfigError(f"source_mode: mvlpt trains vanilla prompts ({what}); prompt.{part}.kind is "
-                              "decomposed: set it to vanilla or auto, or use source_mode: mpt")
-        train = sub.train
-        if isinstance(train, list) and any(g in ("shared", "task_factors") for g in train):
-            train = "auto"
-        prompt = dataclasses.replace(prompt, **{part: dataclasses.replace(sub, kind="vanilla", train=train)})
-    return dataclasses.replace(cfg, prompt=prompt)
+    """``source_mode: mvlpt``: vanilla text / visual prompts (:meth:`CLIPPromptConfig.as_vanilla`)."""
+    return dataclasses.replace(cfg, prompt=cfg.prompt.as_vanilla(what))
 
 
 def _prepare_source_mvlpt(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask]) -> tuple[CLIPRunConfig, Any]:
@@ -225,21 +212,13 @@ def _selection_rows(metrics: dict[str, float], names: list[str], split: str, ste
     return rows
 
 
-def _select_and_test(trainer: Trainer, model: CLIPTaskModel, tasks: list[RunTask], out: dict[str, Any],
-                     cfg: CLIPRunConfig, run_dir: Path) -> tuple[dict[str, float], dict[str, Any]]:
+def _select_and_test(trainer: Trainer, tasks: list[RunTask], out: dict[str, Any],
+                     cfg: CLIPRunConfig) -> tuple[dict[str, float], dict[str, Any]]:
     """Load the best-on-val checkpoint (``checkpoints/best``) and evaluate it on the reported split."""
+    res = trainer.evaluate_selected(out, [t.eval for t in tasks], cfg.eval_split)
+    metrics, step, val_metrics = res["metrics"], res["step"], res["val_metrics"]
     best = out.get("best") or {}
-    best_file = run_dir / "checkpoints" / "best" / PROMPTS_FILE
-    step = best.get("step")
-    if step is None or not best_file.is_file():  # select_metric never logged: the last step stands
-        step, val_metrics = int(out["step"]), dict(out["final"])
-        note = "no best checkpoint (select_metric missing from the val metrics): last step"
-    else:
-        model.load_trainable_state_dict(load_tensors(best_file))
-        val_metrics, note = dict(best.get("metrics") or {}), ""
-    metrics = trainer.evaluate([t.eval for t in tasks])
-    MetricsLogger(run_dir, enabled=trainer.info.is_main).log(int(out["step"]), cfg.eval_split,
-                                                             {**metrics, "checkpoint_step": int(step)})
+    note = "" if res["selected"] else "no best checkpoint (select_metric missing from the val metrics): last step"
     selection = {"split": "val", "sources": {t.task.name: t.val_source for t in tasks},
                  "metric": cfg.train.select_metric, "mode": cfg.train.select_mode, "best_step": int(step),
                  "score": best.get("score"), "val_metrics": val_metrics,
@@ -281,7 +260,7 @@ def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
     names = [i["name"] for i in infos]
     selection = None
     if select:
-        metrics, selection = _select_and_test(trainer, model, tasks, out, cfg, run_dir)
+        metrics, selection = _select_and_test(trainer, tasks, out, cfg)
         step = selection["best_step"]
         title = (f"{cfg.stage} ({cfg.method}): {cfg.eval_split} metrics of the checkpoint best on val "
                  f"(step {step} of {int(out['step'])}, by {cfg.train.select_metric})")
@@ -302,7 +281,7 @@ def _teachers_vs_zeroshot(trainer: Trainer, bb: Backbone, infos: list[dict[str, 
     """A teacher that does not beat zero-shot CLIP (hand template) on its own task is a problem of the
     teachers stage: recorded in ``health.json`` (warning; an error under ``train.health.strict``)."""
     zs = CLIPZeroShot(bb.model, bb.tokenizer, task_infos(infos), [i["templates"] for i in infos])
-    zs_metrics = trainer.evaluate_model(zs, [t.eval for t in tasks])
+    zs_metrics = trainer.evaluate([t.eval for t in tasks], model=zs)
     problems = []
     for info in infos:
         key = f"{info['name']}/accuracy"
