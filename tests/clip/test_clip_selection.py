@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from datasets_vl import collate_vl
-from mvlpt.clip.backbone import tiny_clip_config
+from clip_helpers import tiny_run
 from mvlpt.clip.pipeline import config_for_stage, load_run_config, run_stage
 from mvlpt.clip.pipeline import report, sweep
 from mvlpt.clip.pipeline.data import Preprocess, image_names, load_run_tasks
@@ -113,19 +113,15 @@ def test_selection_keys_are_validated():
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     root = tmp_path_factory.mktemp("sel")
-    bb = root / "tiny.json"
-    bb.write_text(json.dumps(tiny_clip_config(image_size=16, patch_size=8, width=32, text_width=32, embed_dim=32,
-                                              context_length=24)))
-    base = {
-        "backbone": {"name": "tiny-random", "pretrained": None, "model_config": str(bb)},
-        "prompt": {"method": "coop", "text": {"length": 4}},
-        "train": {"batch_size": 16, "eval_batch_size": 64, "max_steps": 8, "log_every": 1, "device": "cpu",
-                  "precision": "fp32", "progress": False, "tensorboard": False, "clip_grad_norm": 0.0,
-                  "save_every": 1, "keep_last": 100, "seed": 0,
-                  "optim": {"name": "adamw", "lr": 0.2, "weight_decay": 0.0}, "schedule": {"name": "constant"}},
-        "data": {"train_augment": False, "val_max": 60}, "threads": 1,  # val: 60 held-out train rows
-        "target": {"dataset": "digits", "max_train": 200, "hflip": False},  # test: all 360
-    }
+    base = tiny_run(
+        root,
+        prompt={"method": "coop", "text": {"length": 4}},
+        train={"batch_size": 16, "eval_batch_size": 64, "max_steps": 8, "log_every": 1, "clip_grad_norm": 0.0,
+               "save_every": 1, "keep_last": 100, "seed": 0,
+               "optim": {"name": "adamw", "lr": 0.2, "weight_decay": 0.0}, "schedule": {"name": "constant"}},
+        data={"val_max": 60},  # val: 60 held-out train rows
+        target={"dataset": "digits", "max_train": 200, "hflip": False},  # test: all 360
+    )
     out = {}
     for name, extra in (("sel", {"train": {"eval_every": 1}}), ("last", {})):
         data = json.loads(json.dumps(base))

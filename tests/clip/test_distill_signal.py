@@ -7,17 +7,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, TaskInfo, create_backbone_from_dict, tiny_clip_config
+from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, TaskInfo
 from mvlpt.core.distill import mse_distillation
 from mvlpt.core.stages import PromptConfig
 
 TASKS = [TaskInfo("pets", "classification", ["cat", "dog", "hamster"]),
          TaskInfo("cars", "classification", ["sedan", "truck"])]
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return create_backbone_from_dict(tiny_clip_config(), seed=0)
 
 
 def _batch(n=6, seed=0):

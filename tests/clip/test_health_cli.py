@@ -9,24 +9,18 @@ from pathlib import Path
 import pytest
 import yaml
 
+from clip_helpers import tiny_run
+
 from mvlpt.clip import cli
-from mvlpt.clip.backbone import tiny_clip_config
 from mvlpt.core.health import HealthWarning
 
 
 def _config(root: Path, lr: float) -> Path:
-    bb = root / "tiny.json"
-    bb.write_text(json.dumps(tiny_clip_config(image_size=16, patch_size=8, width=32, text_width=32, embed_dim=32,
-                                              context_length=24)))
-    cfg = {
-        "backbone": {"name": "tiny-random", "pretrained": None, "model_config": str(bb)},
-        "prompt": {"method": "coop", "text": {"length": 4}},
-        "train": {"batch_size": 16, "eval_batch_size": 64, "max_steps": 15, "device": "cpu", "precision": "fp32",
-                  "progress": False, "tensorboard": False, "optim": {"name": "sgd", "lr": lr},
-                  "clip_grad_norm": 0.0},
-        "data": {"train_augment": False}, "threads": 1, "output_dir": str(root / "runs"),
-        "sources": [{"dataset": "digits", "max_train": 64, "max_eval": 40, "hflip": False}],
-    }
+    cfg = tiny_run(root, prompt={"method": "coop", "text": {"length": 4}},
+                   train={"batch_size": 16, "eval_batch_size": 64, "max_steps": 15, "optim": {"name": "sgd", "lr": lr},
+                          "clip_grad_norm": 0.0},
+                   output_dir=str(root / "runs"),
+                   sources=[{"dataset": "digits", "max_train": 64, "max_eval": 40, "hflip": False}])
     path = root / "exp.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path

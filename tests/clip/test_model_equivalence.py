@@ -6,16 +6,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, CLIPZeroShot, TaskInfo, create_backbone_from_dict, tiny_clip_config
+from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, CLIPZeroShot, TaskInfo
 from mvlpt.clip.vision_tower import VisionTower
 from mvlpt.core.stages import PromptConfig
 
 CLASSES = ["cat", "dog", "golden retriever", "tabby cat with stripes"]
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return create_backbone_from_dict(tiny_clip_config(), seed=0)
 
 
 def images(n: int = 4, seed: int = 0) -> torch.Tensor:

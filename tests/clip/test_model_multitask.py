@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from datasets_vl.collate import collate_vl
-from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, TaskInfo, create_backbone_from_dict, tiny_clip_config
+from clip_helpers import make_batch
+
+from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, TaskInfo
 from mvlpt.core import Trainer, TrainConfig
 from mvlpt.core.checkpoint import save_tensors
 from mvlpt.core.errors import CheckpointError, ConfigError, DataError, ShapeMismatchError, TaskIdError
@@ -15,18 +17,6 @@ from mvlpt.core.stages import PromptConfig
 TASKS = [TaskInfo("pets", "classification", ["cat", "dog", "hamster"]),
          TaskInfo("cars", "classification", ["sedan", "truck"]),
          TaskInfo("birds", "classification", ["owl", "crow", "robin", "eagle"])]
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return create_backbone_from_dict(tiny_clip_config(), seed=0)
-
-
-def make_batch(task_ids, labels, seed: int = 0) -> dict:
-    n = len(task_ids)
-    return {"images": torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed)),
-            "labels": torch.tensor(labels), "task_ids": torch.tensor(task_ids), "indices": torch.arange(n),
-            "questions": [None] * n}
 
 
 def pc(method: str = "upt", text: int = 2, visual: int = 2, **kw) -> CLIPPromptConfig:

@@ -14,11 +14,6 @@ TASKS = [TaskInfo("pets", "classification", ["cat", "dog", "hamster"]),
          TaskInfo("cars", "classification", ["sedan", "truck"], template="a photo of a {}, a type of car.")]
 
 
-@pytest.fixture(scope="module")
-def backbone():
-    return create_backbone_from_dict(tiny_clip_config(), seed=0)
-
-
 def images(n: int = 4, seed: int = 0) -> torch.Tensor:
     return torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed))
 

@@ -7,18 +7,13 @@ import torch
 import torch.nn.functional as F
 
 from datasets_vl.collate import collate_vl
-from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, CLIPZeroShot, TaskInfo, create_backbone_from_dict, tiny_clip_config
+from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, CLIPZeroShot, TaskInfo
 from mvlpt.core.errors import DataError
 from mvlpt.core.stages import PromptConfig
 
 ANSWERS = ["yes", "no", "red", "blue", "green"]
 TASKS = [TaskInfo("shapes", "classification", ["circle", "square"]),
          TaskInfo("vqa", "vqa", ANSWERS, template="question: {question} answer: {}.")]
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return create_backbone_from_dict(tiny_clip_config(), seed=0)
 
 
 def samples() -> list[dict]:

@@ -12,7 +12,9 @@ import torch.nn.functional as F
 import yaml
 
 from datasets_vl.collate import collate_vl
-from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, TaskInfo, create_backbone_from_dict, tiny_clip_config
+from clip_helpers import make_batch, tiny_run
+
+from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, TaskInfo
 from mvlpt.clip import cli
 from mvlpt.clip.pipeline import config_for_stage, load_backbone, load_run_config, run_stage
 from mvlpt.clip.pipeline.run_config import CLIPRunConfig, MethodSpec
@@ -27,18 +29,6 @@ from mvlpt.core.transfer import init_vanilla_from_source
 TASKS = [TaskInfo("pets", "classification", ["cat", "dog", "hamster"]),
          TaskInfo("cars", "classification", ["sedan", "truck"]),
          TaskInfo("birds", "classification", ["owl", "crow", "robin", "eagle", "cat"])]  # "cat" twice: 2 columns
-
-
-@pytest.fixture(scope="module")
-def backbone():
-    return create_backbone_from_dict(tiny_clip_config(), seed=0)
-
-
-def make_batch(task_ids, labels, seed: int = 0) -> dict:
-    n = len(task_ids)
-    return {"images": torch.randn(n, 3, 32, 32, generator=torch.Generator().manual_seed(seed)),
-            "labels": torch.tensor(labels), "task_ids": torch.tensor(task_ids), "indices": torch.arange(n),
-            "questions": [None] * n}
 
 
 def pc(method: str, text: int = 2, visual: int = 2, **kw) -> CLIPPromptConfig:
@@ -186,33 +176,24 @@ def test_source_mode_validation_names_the_key():
 
 # --------------------------------------------------------------------------------------- pipeline
 
-def _write_backbone(path: Path) -> str:
-    path.write_text(json.dumps(tiny_clip_config(image_size=16, patch_size=8, width=32, text_width=32,
-                                                embed_dim=32, context_length=24)))
-    return str(path)
-
-
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     root = tmp_path_factory.mktemp("mvlpt_exp")
-    cfg = {
-        "backbone": {"name": "tiny-random", "pretrained": None, "model_config": _write_backbone(root / "tiny.json")},
-        "prompt": {"method": "coop", "text": {"length": 4}, "visual": {"length": 2}},
-        "train": {"batch_size": 16, "eval_batch_size": 64, "max_steps": 6, "log_every": 1, "device": "cpu",
-                  "precision": "fp32", "progress": False, "tensorboard": False, "clip_grad_norm": 0.0,
-                  "optim": {"name": "adamw", "lr": 0.05, "weight_decay": 0.0}, "schedule": {"name": "constant"},
-                  "sampling": {"strategy": "uniform"}},
-        "data": {"train_augment": False},
-        "threads": 1,
-        "output_dir": str(root / "runs"),
-        "sources": [{"dataset": "easy_vqa_shape", "max_train": 32, "max_eval": 12},
-                    {"dataset": "easy_vqa_color", "max_train": 32, "max_eval": 12}],
-        "target": {"dataset": "digits", "max_eval": 20, "hflip": False},
-        "stages": {"teachers": {"train": {"max_steps": 4}}, "source": {"train": {"max_steps": 8}}},
-        "sweep": {"shots": [1], "seeds": [1],
-                  "methods": [{"name": "MCoOp (MPT)", "stage": "target", "method": "coop"},
-                              {"name": "MCoOp (MVLPT)", "stage": "target", "method": "coop", "source_mode": "mvlpt"}]},
-    }
+    cfg = tiny_run(
+        root,
+        prompt={"method": "coop", "text": {"length": 4}, "visual": {"length": 2}},
+        train={"batch_size": 16, "eval_batch_size": 64, "max_steps": 6, "log_every": 1, "clip_grad_norm": 0.0,
+               "optim": {"name": "adamw", "lr": 0.05, "weight_decay": 0.0}, "schedule": {"name": "constant"},
+               "sampling": {"strategy": "uniform"}},
+        output_dir=str(root / "runs"),
+        sources=[{"dataset": "easy_vqa_shape", "max_train": 32, "max_eval": 12},
+                 {"dataset": "easy_vqa_color", "max_train": 32, "max_eval": 12}],
+        target={"dataset": "digits", "max_eval": 20, "hflip": False},
+        stages={"teachers": {"train": {"max_steps": 4}}, "source": {"train": {"max_steps": 8}}},
+        sweep={"shots": [1], "seeds": [1],
+               "methods": [{"name": "MCoOp (MPT)", "stage": "target", "method": "coop"},
+                           {"name": "MCoOp (MVLPT)", "stage": "target", "method": "coop", "source_mode": "mvlpt"}]},
+    )
     path = root / "exp.yaml"
     path.write_text(yaml.safe_dump(cfg))
     threads = torch.get_num_threads()

@@ -11,20 +11,14 @@ import pytest
 import torch
 import yaml
 
-from mvlpt.core.logging_utils import read_metrics
+from clip_helpers import tiny_run, write_tiny_backbone
 
 from datasets_vl import load_task
 from mvlpt.clip import cli
-from mvlpt.clip.backbone import tiny_clip_config
 from mvlpt.clip.pipeline import Predictor, config_for_stage, load_run_config, run_stage
 from mvlpt.core.checkpoint import load_tensors
 from mvlpt.core.errors import CheckpointError, ShapeMismatchError
-
-
-def _write_backbone(path: Path, **kw) -> str:
-    path.write_text(json.dumps(tiny_clip_config(image_size=16, patch_size=8, width=32, text_width=32,
-                                                embed_dim=32, context_length=24, **kw)))
-    return str(path)
+from mvlpt.core.logging_utils import read_metrics
 
 
 def _train_losses(run_dir: Path) -> list[float]:
@@ -35,24 +29,21 @@ def _train_losses(run_dir: Path) -> list[float]:
 @pytest.fixture(scope="module")
 def experiment(tmp_path_factory):
     root = tmp_path_factory.mktemp("exp")
-    cfg = {
-        "backbone": {"name": "tiny-random", "pretrained": None, "model_config": _write_backbone(root / "tiny.json")},
-        "prompt": {"method": "coop", "text": {"length": 4}, "visual": {"length": 2}, "vqa_max_answers": 6},
-        "train": {"batch_size": 16, "eval_batch_size": 64, "max_steps": 10, "log_every": 1, "device": "cpu",
-                  "precision": "fp32", "progress": False, "tensorboard": False, "clip_grad_norm": 0.0,
-                  "optim": {"name": "adamw", "lr": 0.05, "weight_decay": 0.0}, "schedule": {"name": "constant"},
-                  "sampling": {"strategy": "uniform"}},
-        "data": {"train_augment": False},
-        "threads": 1,
-        "output_dir": str(root / "runs"),
-        "sources": [{"dataset": "easy_vqa", "max_train": 64, "max_eval": 24},
-                    {"dataset": "easy_vqa_shape", "max_train": 64, "max_eval": 24}],
-        "target": {"dataset": "digits", "max_eval": 40, "hflip": False},
-        "stages": {"teachers": {"train": {"max_steps": 20}}, "source": {"train": {"max_steps": 20}}},
-        "sweep": {"shots": [1, 2], "seeds": [1],
-                  "methods": [{"name": "ZS-CLIP", "stage": "zeroshot"}, {"name": "CoOp", "stage": "single"},
-                              {"name": "MCoOp", "stage": "target"}]},
-    }
+    cfg = tiny_run(
+        root,
+        prompt={"method": "coop", "text": {"length": 4}, "visual": {"length": 2}, "vqa_max_answers": 6},
+        train={"batch_size": 16, "eval_batch_size": 64, "max_steps": 10, "log_every": 1, "clip_grad_norm": 0.0,
+               "optim": {"name": "adamw", "lr": 0.05, "weight_decay": 0.0}, "schedule": {"name": "constant"},
+               "sampling": {"strategy": "uniform"}},
+        output_dir=str(root / "runs"),
+        sources=[{"dataset": "easy_vqa", "max_train": 64, "max_eval": 24},
+                 {"dataset": "easy_vqa_shape", "max_train": 64, "max_eval": 24}],
+        target={"dataset": "digits", "max_eval": 40, "hflip": False},
+        stages={"teachers": {"train": {"max_steps": 20}}, "source": {"train": {"max_steps": 20}}},
+        sweep={"shots": [1, 2], "seeds": [1],
+               "methods": [{"name": "ZS-CLIP", "stage": "zeroshot"}, {"name": "CoOp", "stage": "single"},
+                           {"name": "MCoOp", "stage": "target"}]},
+    )
     path = root / "exp.yaml"
     path.write_text(yaml.safe_dump(cfg))
     threads = torch.get_num_threads()
@@ -131,7 +122,7 @@ def test_source_of_another_shape_or_backbone_is_refused(experiment, tmp_path):
     src = str(runs / "source_coop")
     with pytest.raises(CheckpointError, match=r"expected prompt\.text\.length=6; found prompt\.text\.length=4"):
         run_stage(config_for_stage(cfg, "target", {"source_path": src, "prompt": {"text": {"length": 6}}}))
-    other = _write_backbone(tmp_path / "wide.json", layers=3)
+    other = write_tiny_backbone(tmp_path / "wide.json", layers=3)
     with pytest.raises(CheckpointError, match="another backbone: expected model_config="):
         run_stage(config_for_stage(cfg, "target", {"source_path": src, "backbone": {"model_config": other}}))
     # a bare prompts file (no config.json to compare): the shape check names the expected shape
