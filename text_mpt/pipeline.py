@@ -81,13 +81,6 @@ def part_datasets(cfg: TextRunConfig, tokenizer, plan: Sequence[TaskParts], part
                             cfg.backbone.max_target_length, sort_by_length=part != "train") for tp in plan]
 
 
-def build_datasets(cfg: TextRunConfig, tokenizer, which: str) -> list[TextTaskDataset]:
-    """One tokenised dataset per task: ``which`` = ``train``, ``val``, ``test`` or ``dev`` (the full
-    eval split); ``eval`` is the reported part, ``test``."""
-    part = "test" if which == "eval" else which
-    return part_datasets(cfg, tokenizer, build_parts(cfg, (part,)), part)
-
-
 def selection_meta(cfg: TextRunConfig, plan: Sequence[TaskParts]) -> dict[str, Any]:
     """``meta.selection`` of ``config.json``: the mode, seed, convention and each task's split."""
     return {"mode": cfg.selection.mode, "seed": cfg.selection.seed, "convention": CONVENTION[cfg.selection.mode],

@@ -63,12 +63,16 @@ class RunTask:
                 "ensemble_templates": list(self.task.ensemble_templates)}
 
 
+def _seeded_rows(n: int, m: int, key: str) -> list[int]:
+    """``m`` of ``n`` row indices, sorted, drawn with a generator seeded by the string ``key``."""
+    return sorted(random.Random(key).sample(range(n), m))
+
+
 def _cap(ds: Any, n: int, key: str) -> Any:
     """A seeded random subset of ``n`` rows (all rows when ``n`` is 0 or large enough)."""
     if n <= 0 or len(ds) <= n:
         return ds
-    rows = sorted(random.Random(f"mvlpt-cap:{key}").sample(range(len(ds)), n))
-    return take_rows(ds, rows)
+    return take_rows(ds, _seeded_rows(len(ds), n, f"mvlpt-cap:{key}"))
 
 
 def selects_on_val(cfg: CLIPRunConfig) -> bool:
@@ -94,7 +98,7 @@ def holdout_rows(n: int, fraction: float, cap: int, key: str) -> list[int]:
     if m >= n:
         raise DataError(f"{key}: cannot hold out {m} of {n} training examples for validation and keep any for "
                         "training; use more data, a smaller data.val_fraction / data.val_max, or data.val_source=split")
-    return sorted(random.Random(f"mvlpt-holdout:{key}").sample(range(n), m))
+    return _seeded_rows(n, m, f"mvlpt-holdout:{key}")
 
 
 def _min_cap(*caps: int) -> int:

@@ -96,11 +96,11 @@ def run_cell(cfg: CLIPRunConfig, cell: Cell, out_dir: Path, pool: BackbonePool) 
     row: dict[str, Any] = {"method": cell.method.name, "stage": ccfg.stage, "prompt": ccfg.method,
                            "shots": cell.shots, "seed": cell.seed, "accuracy": res.accuracy(),
                            "steps": res.steps, "time_s": round(res.time_s, 2), "run_dir": str(res.run_dir),
-                           "split": getattr(res, "split", ccfg.eval_split)}
-    sel = getattr(res, "selection", None)
+                           "split": res.split}
+    sel = res.selection
     if ccfg.stage != "zeroshot":
         row["selected_on"] = "val" if sel else "last step"
-        row["best_step"] = sel["best_step"] if sel else res.steps
+        row["best_step"] = res.checkpoint_step
     if b2n:
         ncfg = cell_config(cfg, cell, out_dir, "new")
         if ncfg.stage == "zeroshot":
