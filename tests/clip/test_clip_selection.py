@@ -99,6 +99,13 @@ def test_own_val_split_is_used_and_disjoint_from_test(tmp_path):
         load_run_tasks(_cfg(data={"val_source": "split"}), PRE)  # digits has no val split
 
 
+def test_reporting_on_the_selection_split_is_refused(tmp_path):
+    cfg = config_for_stage(load_run_config(None, [], data=tiny_run(tmp_path, eval_split="val", train={"eval_every": 1},
+                                                                   target={"dataset": "digits"})), "single")
+    with pytest.raises(ConfigError, match="eval_split=val would report the numbers on the split the checkpoint"):
+        load_run_tasks(cfg, Preprocess(size=16))
+
+
 def test_selection_keys_are_validated():
     with pytest.raises(ConfigError, match="data.val_fraction"):
         _cfg(data={"val_fraction": 1.0})

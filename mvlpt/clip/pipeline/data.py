@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 
 from datasets_vl import (VLSubset, VLTask, apply_few_shot, base_new_tasks, build_transforms, load_task, sample_few_shot,
                          take_rows)
-from mvlpt.core.errors import DataError
+from mvlpt.core.errors import ConfigError, DataError
 
 from .run_config import CLIPRunConfig, TaskEntry, slug
 
@@ -166,7 +166,10 @@ def load_entry(entry: TaskEntry, cfg: CLIPRunConfig, pre: Preprocess, run_dir: P
             manifest = run_dir / "splits" / f"{slug(task.name)}_k{entry.shots}_s{entry.seed}.json"
         task = apply_few_shot(task, entry.shots, entry.seed, manifest=manifest, if_too_few="all")
     select = need_train and selects_on_val(cfg)
-    if cfg.eval_split not in task.splits and not (select and cfg.eval_split == "val"):
+    if select and cfg.eval_split == "val":
+        raise ConfigError("eval_split=val would report the numbers on the split the checkpoint is selected on; "
+                          "report on eval_split=test, or turn selection off (train.eval_every=0, data.val_source=auto)")
+    if cfg.eval_split not in task.splits:
         raise DataError(f"task {task.name!r} has no {cfg.eval_split!r} split to evaluate on "
                         f"(it has {sorted(task.splits)}); set eval_split to one of them")
     train = task.splits["train"] if need_train else None
@@ -177,10 +180,7 @@ def load_entry(entry: TaskEntry, cfg: CLIPRunConfig, pre: Preprocess, run_dir: P
         train = _cap(train, entry.max_train, f"{task.name}:train:{entry.seed}")
         if len(train) == 0:
             raise DataError(f"task {task.name!r} has no training examples")
-    if val is not None and cfg.eval_split == "val":
-        ev = val  # reporting on val: the validation set itself
-    else:
-        ev = _cap(task.splits[cfg.eval_split], entry.max_eval, f"{task.name}:{cfg.eval_split}")
+    ev = _cap(task.splits[cfg.eval_split], entry.max_eval, f"{task.name}:{cfg.eval_split}")
     return RunTask(entry, task, train, ev, val, val_source)
 
 
