@@ -136,6 +136,9 @@ def run_clip(args: argparse.Namespace, device: str, log: list[str]) -> tuple[lis
                     "train": {"distill": {"kl_weight": 0.0, "mse_weight": 0.0}}})
                 res = run_stage(scfg, pool.get(scfg.backbone))
                 print(f"[source · coop · no distillation] {res.metrics}", flush=True)
+                log.append(f"# and, before the sweep, the same source stage without distillation: mvlpt source --config "
+                           f"{CLIP_CONFIG.relative_to(ROOT)} <the overrides above> prompt.method=coop "
+                           f"run_dir={scfg.run_dir} train.distill.kl_weight=0 train.distill.mse_weight=0")
         out = run_fewshot(cfg, pool, progress=False)
         print(out["table"], flush=True)
         rows += [{"part": "clip", "target": target, **r} for r in out["rows"]]
