@@ -1,28 +1,37 @@
-"""The miniature benchmark (issue 6): multitask prompt transfer vs single-task prompts, small.
+"""The miniature benchmark (issues 6, 12): multitask prompt transfer vs single-task prompts, small,
+with a protocol that tells signal from noise (paired differences over seeds with bootstrap CIs).
 
 Two parts, both through the existing pipelines (no training code here):
 
-1. **CLIP** — ``mvlpt experiment`` on ``configs/clip/mini_shared.yaml`` (teachers → source on
-   cifar10 / mnist / fashion_mnist / easy-vqa, then the few-shot sweep) for the first target, and
-   ``mvlpt fewshot`` (reusing the same source runs) for the others. Methods: zero-shot CLIP,
-   CoOp, VPT (single task, from scratch) and MCoOp, MVPT (from the multitask source); ``--upt``
-   adds UPT / MUPT.
-2. **Text** — ``text-mpt teachers`` → ``source`` on the tiny configs (``configs/text/tiny``), then
-   per target (RTE, MRPC), shots and seed: ``text-mpt adapt`` from the source (MPT) against the
-   single-task baseline, the same adapt stage with a vanilla prompt from random init
-   (``prompt.kind=vanilla prompt.init=random``: PT). ``--skip-text`` leaves it out.
+1. **CLIP** — per target, ``mvlpt experiment --config configs/clip/mini_<target>.yaml`` (that
+   target's own sources: teachers → source → few-shot sweep). A target without such a file falls
+   back to ``configs/clip/mini_shared.yaml`` (sources cifar10 / mnist / fashion_mnist / easy-vqa):
+   ``mvlpt experiment`` for the first such target, ``mvlpt fewshot`` reusing its source runs for
+   the others. Methods: zero-shot CLIP, CoOp, VPT (single task, from scratch) and MCoOp, MVPT
+   (from the multitask source); ``--upt`` adds UPT / MUPT. Shots 1 2 4 8 16, seeds 1 2 3 and
+   1..5 at K = 1 (``sweep.seeds_at``); the target is evaluated on its full test split.
+2. **Text** — ``text-mpt teachers`` → ``source`` on the tiny configs (``configs/text/tiny``, whatever
+   backbone they name), then per target (RTE, MRPC, CB, BoolQ), K and seed: ``text-mpt adapt`` from
+   the source (MPT) against the single-task baseline, the same adapt stage with a vanilla prompt
+   from random init (``prompt.kind=vanilla prompt.init=random``: PT). The ``selection`` rules of the
+   configs decide val / test (small tasks halve their eval split); the test part is not capped by
+   default. ``--skip-text`` leaves it out.
 
-Output: ``benchmarks/results/miniature_<device>.md`` (mean ± std tables, device, git commit,
-wall time, the exact command), ``.csv`` (one line per run) and ``_<target>.png`` (sweep plots).
+Output: ``benchmarks/results/miniature_<tag>.md`` — per target the mean ± std table (with ``n`` =
+runs per cell; text: trainable prompt parameters), the paired-difference table (multitask −
+baseline on the same K and seed: mean, 95% percentile bootstrap CI, wins/n;
+:mod:`mvlpt.core.stats`), the plot, and device, git commit, wall time per part and the exact
+command — ``.csv`` (one line per run) and ``_<target>.png`` (accuracy vs K | paired difference vs K).
 
-    MVLPT_DATA=../shared/data python benchmarks/miniature.py --shots 1 4 16 --seeds 1   # CPU, reduced
-    MVLPT_DATA=../shared/data python benchmarks/miniature.py --device cuda               # full: 1 2 4 8 16 × 1 2 3
+    MVLPT_DATA=../shared/data python benchmarks/miniature.py --shots 1 4 16 --seeds 1 2 3 --k1-seeds   # CPU, reduced
+    MVLPT_DATA=../shared/data python benchmarks/miniature.py --device cuda          # full protocol
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
+import json
 import os
 import shlex
 import shutil
@@ -33,7 +42,8 @@ from typing import Any, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results"
-CLIP_CONFIG = ROOT / "configs" / "clip" / "mini_shared.yaml"
+CLIP_CONFIGS = ROOT / "configs" / "clip"
+CLIP_CONFIG = CLIP_CONFIGS / "mini_shared.yaml"
 TEXT_CONFIGS = ROOT / "configs" / "text" / "tiny"
 TINY_T5_DIR = ROOT / "text_mpt" / "weights" / "tiny-t5"
 
@@ -48,33 +58,45 @@ CLIP_METHODS = [
 NO_DISTILL_SOURCE = "source_coop_nodistill"
 UPT_METHODS = [{"name": "UPT", "stage": "single", "method": "upt"},
                {"name": "MUPT", "stage": "target", "method": "upt"}]
+#: the text part's single-task baseline (every other text method is paired with it)
+TEXT_BASELINE = "PT"
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="miniature.py", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--targets", nargs="+", default=["flowers5", "sign_digits"], help="CLIP target datasets")
+    p.add_argument("--targets", nargs="+", default=["flowers5", "sign_digits"],
+                   help="CLIP target datasets (configs/clip/mini_<target>.yaml when present)")
     p.add_argument("--shots", nargs="+", type=int, default=[1, 2, 4, 8, 16], help="shots per class (K)")
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3])
+    p.add_argument("--k1-seeds", nargs="*", type=int, default=[1, 2, 3, 4, 5],
+                   help="seeds at K=1 (sweep.seeds_at; the variance is largest there); empty: --seeds")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
     p.add_argument("--upt", action="store_true", help="also UPT / MUPT (one more teachers+source pair)")
-    p.add_argument("--teacher-steps", type=int, default=300, help="CLIP teachers stage steps")
-    p.add_argument("--source-steps", type=int, default=300, help="CLIP source stage steps")
-    p.add_argument("--fewshot-steps", type=int, default=100, help="steps of each few-shot run (CLIP)")
-    p.add_argument("--source-max-eval", type=int, default=500, help="eval examples per CLIP source task")
-    p.add_argument("--target-max-eval", type=int, default=500, help="eval examples of the CLIP target")
-    p.add_argument("--vqa-max-train", type=int, default=4000, help="easy-vqa training questions (source)")
+    p.add_argument("--teacher-steps", type=int, default=None, help="CLIP teachers stage steps (default: the config's)")
+    p.add_argument("--source-steps", type=int, default=None, help="CLIP source stage steps (default: the config's)")
+    p.add_argument("--fewshot-steps", type=int, default=None,
+                   help="fixed steps of each few-shot run (CLIP), replacing the config's sweep.epochs_by_shots "
+                        "(default: the config's schedule)")
+    p.add_argument("--source-max-eval", type=int, default=500,
+                   help="eval examples per CLIP source task (mini_shared.yaml fallback only)")
+    p.add_argument("--target-max-eval", type=int, default=0, help="eval examples of the CLIP target (0 = full test split)")
+    p.add_argument("--vqa-max-train", type=int, default=4000,
+                   help="easy-vqa training questions (source; mini_shared.yaml fallback only)")
     p.add_argument("--distill-ablation", action="store_true",
                    help="also a source stage without distillation (kl_weight = mse_weight = 0) and the target "
                         "methods adapted from it (MCoOp / MPT 'no distill'), beside the distilled ones")
     p.add_argument("--skip-clip", action="store_true")
     p.add_argument("--skip-text", action="store_true")
-    p.add_argument("--text-targets", nargs="+", default=["rte", "mrpc"])
+    p.add_argument("--text-targets", nargs="+", default=["rte", "mrpc", "cb", "boolq"])
     p.add_argument("--text-steps", type=int, default=40, help="steps of each text stage / adapt run")
     p.add_argument("--text-source-train", type=int, default=64, help="training examples per text source task")
-    p.add_argument("--text-max-eval", type=int, default=64, help="eval examples per text task")
+    p.add_argument("--text-max-eval", type=int, default=0,
+                   help="cap on the val and test parts of each text target (0 = all)")
+    p.add_argument("--text-source-max-eval", type=int, default=0,
+                   help="cap on the val and test parts of each text source task (0 = all)")
     p.add_argument("--out-dir", default="runs/miniature", help="run directories")
-    p.add_argument("--results", default=str(RESULTS), help="where miniature_<device>.{md,csv,png} go")
+    p.add_argument("--results", default=str(RESULTS), help="where miniature_<tag>.{md,csv,png} go")
     p.add_argument("--tag", default=None, help="file name tag (default: the device type)")
     return p
 
@@ -85,83 +107,152 @@ def _flow(value: Any) -> str:
     return yaml.safe_dump(value, default_flow_style=True, width=10_000).strip()
 
 
+def seeds_at(args: argparse.Namespace) -> dict[int, list[int]]:
+    """``sweep.seeds_at``: the K=1 seeds when K=1 is swept and they differ from ``--seeds``."""
+    k1 = list(getattr(args, "k1_seeds", None) or [])
+    return {1: k1} if k1 and 1 in args.shots and k1 != list(args.seeds) else {}
+
+
+def seeds_for(args: argparse.Namespace, k: int) -> list[int]:
+    return seeds_at(args).get(k, list(args.seeds))
+
+
 # --------------------------------------------------------------------------------------------- CLIP
 
 
-def clip_overrides(args: argparse.Namespace, device: str, target: str) -> list[str]:
-    """``mvlpt`` overrides of the miniature: sweep, step counts, evaluation caps, the target."""
+def clip_config(target: str) -> Path | None:
+    """``configs/clip/mini_<target>.yaml`` when it exists (the target's own experiment), else None."""
+    p = CLIP_CONFIGS / f"mini_{target}.yaml"
+    return p if p.is_file() else None
+
+
+def clip_output_dir(args: argparse.Namespace, target: str, per_target: bool | None = None) -> Path:
+    """``<out>/clip/<target>`` for a per-target experiment (its own sources), ``<out>/clip`` for the
+    shared fallback (the sources are reused across targets)."""
+    per_target = clip_config(target) is not None if per_target is None else per_target
+    return Path(args.out_dir) / "clip" / (target if per_target else "")
+
+
+def clip_overrides(args: argparse.Namespace, device: str, target: str, per_target: bool | None = None) -> list[str]:
+    """``mvlpt`` overrides of the miniature: sweep, step counts, evaluation caps, the target; the
+    sources only for the ``mini_shared.yaml`` fallback (a per-target config names its own)."""
+    per_target = clip_config(target) is not None if per_target is None else per_target
+    out = clip_output_dir(args, target, per_target)
     # the few-shot step count goes into each trained method's overrides: a command-line
     # ``train.max_steps`` would be re-applied last and also override the teachers/source stages
-    methods = [m if m["stage"] == "zeroshot" else {**m, "overrides": {"train": {"max_steps": args.fewshot_steps}}}
+    def steps() -> dict[str, Any]:  # a fresh mapping per method (a shared one becomes a YAML anchor)
+        return {} if args.fewshot_steps is None else {"train": {"max_steps": args.fewshot_steps}}
+
+    methods = [dict(m) if m["stage"] == "zeroshot" or args.fewshot_steps is None else {**m, "overrides": steps()}
                for m in CLIP_METHODS + (UPT_METHODS if args.upt else [])]
     if getattr(args, "distill_ablation", False):  # the same target stage, adapted from the undistilled source
-        methods.append({"name": "MCoOp (no distill)", "stage": "target", "method": "coop",
-                        "overrides": {"train": {"max_steps": args.fewshot_steps},
-                                      "source_path": str(Path(args.out_dir) / "clip" / NO_DISTILL_SOURCE)}})
-    sources = [{"dataset": "cifar10", "shots": 16, "max_eval": args.source_max_eval},
-               {"dataset": "mnist", "shots": 16, "max_eval": args.source_max_eval, "hflip": False},
-               {"dataset": "fashion_mnist", "shots": 16, "max_eval": args.source_max_eval},
-               {"dataset": "easy_vqa", "max_train": args.vqa_max_train, "max_eval": args.source_max_eval}]
-    return [f"output_dir={args.out_dir}/clip", f"train.device={device}",
-            f"sources={_flow(sources)}",
-            # dotted keys, not a whole ``target=`` mapping: overrides are re-applied last to every
-            # stage config, and a whole mapping would reset the sweep's per-cell shots / seed
-            f"target.dataset={target}", f"target.max_eval={args.target_max_eval}",
-            f"stages.teachers.train.max_steps={args.teacher_steps}",
-            f"stages.source.train.max_steps={args.source_steps}",
-            f"sweep.shots={_flow(args.shots)}", f"sweep.seeds={_flow(args.seeds)}",
-            f"sweep.methods={_flow(methods)}"]
+        methods.append({"name": "MCoOp (no distill)", "stage": "target", "method": "coop", "baseline": "CoOp",
+                        "overrides": {**steps(), "source_path": str(out / NO_DISTILL_SOURCE)}})
+    ov = [f"output_dir={out}", f"train.device={device}"]
+    if not per_target:
+        sources = [{"dataset": "cifar10", "shots": 16, "max_eval": args.source_max_eval},
+                   {"dataset": "mnist", "shots": 16, "max_eval": args.source_max_eval, "hflip": False},
+                   {"dataset": "fashion_mnist", "shots": 16, "max_eval": args.source_max_eval},
+                   {"dataset": "easy_vqa", "max_train": args.vqa_max_train, "max_eval": args.source_max_eval}]
+        ov.append(f"sources={_flow(sources)}")
+    # dotted keys, not a whole ``target=`` mapping: overrides are re-applied last to every
+    # stage config, and a whole mapping would reset the sweep's per-cell shots / seed
+    ov += [f"target.dataset={target}", f"target.max_eval={args.target_max_eval}"]
+    if args.teacher_steps is not None:
+        ov.append(f"stages.teachers.train.max_steps={args.teacher_steps}")
+    if args.source_steps is not None:
+        ov.append(f"stages.source.train.max_steps={args.source_steps}")
+    if args.fewshot_steps is not None:  # fixed steps instead of the config's epochs per K
+        ov.append("sweep.epochs_by_shots={}")
+    ov += [f"sweep.shots={_flow(args.shots)}", f"sweep.seeds={_flow(args.seeds)}",
+           f"sweep.seeds_at={_flow(seeds_at(args))}", f"sweep.methods={_flow(methods)}"]
+    return ov
 
 
-def run_clip(args: argparse.Namespace, device: str, log: list[str]) -> tuple[list[dict], dict[str, Path]]:
-    """The experiment on the first target, the few-shot sweep (same sources) on the others."""
+def _clip_steps(cfg) -> str:
+    from mvlpt.clip.pipeline import config_for_stage
+
+    t, s = (config_for_stage(cfg, st).train.max_steps for st in ("teachers", "source"))
+    few = "/".join(sorted({str(m.overrides.get("train", {}).get("max_steps", cfg.train.max_steps))
+                           for m in cfg.sweep.methods if m.stage != "zeroshot"}))
+    eps = {k: v for k, v in cfg.sweep.epochs_by_shots.items() if k in cfg.sweep.shots}
+    if eps:
+        rest = [k for k in cfg.sweep.shots if k not in eps]
+        few = "epochs per K " + ", ".join(f"{k}: {v:g}" for k, v in eps.items()) + (f"; other K {few} steps" if rest else "")
+    elif cfg.train_epochs:
+        few = f"{cfg.train_epochs:g} epochs"
+    else:
+        few += " steps"
+    return f"steps: teachers {t}, source {s}; few-shot runs: {few}"
+
+
+def run_clip(args: argparse.Namespace, device: str, log: list[str], meta: dict[str, Any]) -> list[dict]:
+    """Per target: its own experiment (``mini_<target>.yaml``), or the few-shot sweep on the shared
+    fallback's sources (run once, by the first such target). Fills ``meta``: ``plots``, ``pairs``,
+    ``times`` and ``settings`` per target."""
     from mvlpt.clip.pipeline import BackbonePool, ensure_backbone, load_run_config, run_fewshot, run_sources
 
     pool = BackbonePool()
     rows: list[dict] = []
-    plots: dict[str, Path] = {}
-    for i, target in enumerate(args.targets):
-        ov = clip_overrides(args, device, target)
-        cmd = "experiment" if i == 0 else "fewshot"
+    shared_done = False
+    for target in args.targets:
+        t0 = time.perf_counter()
+        path = clip_config(target)
+        per_target = path is not None
+        config = path or CLIP_CONFIG
+        ov = clip_overrides(args, device, target, per_target)
+        first = per_target or not shared_done
+        cmd = "experiment" if first else "fewshot"
         log.append(f"MVLPT_DATA={os.environ.get('MVLPT_DATA', '')} mvlpt {cmd} --config "
-                   f"{CLIP_CONFIG.relative_to(ROOT)} " + " ".join(shlex.quote(o) for o in ov))
-        cfg = ensure_backbone(load_run_config(CLIP_CONFIG, ov), print)
-        if i == 0:
+                   f"{config.relative_to(ROOT)} " + " ".join(shlex.quote(o) for o in ov))
+        cfg = ensure_backbone(load_run_config(config, ov), print)
+        if first:
             run_sources(cfg, pool, print)  # = the first half of run_experiment, sharing the pool
+            shared_done = shared_done or not per_target
             if args.distill_ablation:
                 from mvlpt.clip.pipeline import config_for_stage, run_stage
 
                 scfg = config_for_stage(cfg, "source", {
-                    "prompt": {"method": "coop"}, "run_dir": str(Path(args.out_dir) / "clip" / NO_DISTILL_SOURCE),
+                    "prompt": {"method": "coop"}, "run_dir": str(clip_output_dir(args, target, per_target) / NO_DISTILL_SOURCE),
                     "train": {"distill": {"kl_weight": 0.0, "mse_weight": 0.0}}})
                 res = run_stage(scfg, pool.get(scfg.backbone))
                 print(f"[source · coop · no distillation] {res.metrics}", flush=True)
                 log.append(f"# and, before the sweep, the same source stage without distillation: mvlpt source --config "
-                           f"{CLIP_CONFIG.relative_to(ROOT)} <the overrides above> prompt.method=coop "
+                           f"{config.relative_to(ROOT)} <the overrides above> prompt.method=coop "
                            f"run_dir={scfg.run_dir} train.distill.kl_weight=0 train.distill.mse_weight=0")
         out = run_fewshot(cfg, pool, progress=False)
         print(out["table"], flush=True)
         rows += [{"part": "clip", "target": target, **r} for r in out["rows"]]
-        plots[target] = Path(out["paths"]["plot"])
-    return rows, plots
+        meta["plots"][("clip", target)] = Path(out["paths"]["plot"])
+        meta["pairs"][("clip", target)] = cfg.sweep.pairs(cfg.method)
+        meta["times"][f"CLIP {target}" + (" (with its sources)" if first else "")] = time.perf_counter() - t0
+        srcs = ", ".join(t.name for t in cfg.sources)  # type: ignore[union-attr]
+        meta["settings"][("clip", target)] = (f"config `{config.relative_to(ROOT)}`; sources {srcs}; target eval "
+                                              f"{'full test split' if not cfg.target.max_eval else f'{cfg.target.max_eval} examples'}; "  # type: ignore[union-attr]
+                                              + _clip_steps(cfg))
+    return rows
 
 
 # --------------------------------------------------------------------------------------------- text
 
 
 def text_backbone_overrides() -> list[str]:
-    """The pretrained tiny T5 when ``text_mpt/weights/tiny-t5`` holds a loadable one, else none
-    (the configs' seeded random tiny T5)."""
+    """The pretrained tiny T5 (``text_mpt/weights/tiny-t5``) when the tiny configs still name the
+    seeded random one (``backbone.name: tiny``) and that folder holds a loadable model; none when the
+    configs name another backbone themselves (they are then used as they are)."""
+    from text_mpt.config import load_run_config
+
+    if load_run_config(TEXT_CONFIGS / "teachers.yaml").backbone.name != "tiny":
+        return []
     if not (TINY_T5_DIR / "config.json").is_file():
         return []
     from text_mpt.backbone import load_backbone
-    from text_mpt.config import load_run_config
 
     tok = str(TINY_T5_DIR) if any(TINY_T5_DIR.glob("*token*")) or (TINY_T5_DIR / "spiece.model").is_file() else "byt5"
     ov = [f"backbone.name={TINY_T5_DIR}", f"backbone.tokenizer={tok}"]
     try:
         load_backbone(load_run_config(TEXT_CONFIGS / "teachers.yaml", ov).backbone)
-    except Exception as e:  # any failure → the random tiny T5, with a notice
+    except Exception as e:  # any failure → the configs' random tiny T5, with a notice
         print(f"note: {TINY_T5_DIR} is not loadable ({e}); using the random tiny T5", flush=True)
         return []
     return ov
@@ -184,41 +275,84 @@ def _score(metrics: dict[str, float], task: str) -> float:
     return float(next(v for k, v in metrics.items() if k.startswith(task)))
 
 
-def run_text(args: argparse.Namespace, device: str, log: list[str]) -> list[dict]:
+def prompt_param_count(run_dir: str | Path) -> int | None:
+    """Trainable prompt parameters of a text run, from its saved config (``meta``: the resolved
+    prompt, ``d_model``, the tasks): the prompt module rebuilt with the groups that trained (MPT
+    target: ``P*`` + the task factors; PT: the vanilla prompt). Falls back to the saved prompt
+    tensors' size; None when the run has neither."""
+    from mvlpt.core.checkpoint import load_run_prompts
+    from mvlpt.core.prompts import build_prompt
+    from mvlpt.core.task_model import count_trainable
+
+    try:
+        tensors, config = load_run_prompts(run_dir)
+    except (FileNotFoundError, OSError):
+        return None
+    meta = config.get("meta", {})
+    rp = meta.get("resolved_prompt")
+    try:
+        prompt = build_prompt(rp["kind"], len(meta["task_names"]), (int(rp["length"]), int(meta["d_model"])),
+                              rank=int(rp.get("rank", 1)))
+        prompt.set_trainable(rp["train"])
+        return count_trainable(prompt)
+    except (KeyError, TypeError, ValueError):
+        return int(sum(t.numel() for t in tensors.values()))
+
+
+def _split_info(run_dir: Path, task: str) -> str:
+    """``val <n> / test <n>`` of a text run's task, from its ``splits.json``."""
+    try:
+        info = json.loads((run_dir / "splits.json").read_text())[task]
+        return f"{info.get('rule', '?')} rule: val {len(info.get('val', []))} / test {len(info['test'])} examples"
+    except (OSError, KeyError, ValueError):
+        return ""
+
+
+def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[str, Any]) -> list[dict]:
     """Teachers → source on the tiny configs' sources, then MPT vs PT per target × K × seed."""
     data_root = os.environ.get("MVLPT_DATA") or str(ROOT.parent / "shared" / "data")
     out = Path(args.out_dir) / "text"
     common = [f"data_root={data_root}", f"train.device={device}", f"train.max_steps={args.text_steps}"]
     common += text_backbone_overrides()
-    tasks = [{"name": t, "max_train_examples": args.text_source_train, "max_eval_examples": args.text_max_eval}
+    t0 = time.perf_counter()
+    tasks = [{"name": t, "max_train_examples": args.text_source_train, "max_eval_examples": args.text_source_max_eval}
              for t in ("sst2", "qnli")]
     _text_stage(TEXT_CONFIGS / "teachers.yaml", common + [f"output_dir={out}/teachers", f"tasks={_flow(tasks)}"], log)
     _text_stage(TEXT_CONFIGS / "source.yaml", common + [f"output_dir={out}/source", f"teacher_path={out}/teachers",
                                                         f"tasks={_flow(tasks)}"], log)
     methods = {"MPT": [f"prompt.source_path={out}/source"],
-               "PT": ["prompt.kind=vanilla", "prompt.init=random", "prompt.source_path=null"]}
+               TEXT_BASELINE: ["prompt.kind=vanilla", "prompt.init=random", "prompt.source_path=null"]}
     if args.distill_ablation:  # the same source stage without distillation, and MPT adapted from it
         _text_stage(TEXT_CONFIGS / "source.yaml", common + [f"output_dir={out}/source_nodistill", f"tasks={_flow(tasks)}",
                                                             "train.distill.kl_weight=0", "train.distill.mse_weight=0"], log)
         methods["MPT (no distill)"] = [f"prompt.source_path={out}/source_nodistill"]
+    meta["times"]["text sources (teachers + source)"] = time.perf_counter() - t0
     rows = []
     first = True
     for task in args.text_targets:
+        t_task = time.perf_counter()
         for k in args.shots:
-            for seed in args.seeds:
+            for seed in seeds_for(args, k):
                 for name, extra in methods.items():
-                    run = out / f"{task}_{name.lower()}_k{k}_s{seed}"
+                    run = out / f"{task}_{name.lower().replace(' ', '_').replace('(', '').replace(')', '')}_k{k}_s{seed}"
                     ov = common + [f"output_dir={run}", f"tasks={_flow([{'name': task, 'max_eval_examples': args.text_max_eval}])}",
                                    f"few_shot_k={k}", f"few_shot_seed={seed}", f"train.seed={seed}"] + extra
-                    t0 = time.perf_counter()
+                    t1 = time.perf_counter()
                     res = _text_stage(TEXT_CONFIGS / "adapt.yaml", ov, log if first else None)
-                    rows.append({"part": "text", "target": task, "method": name, "shots": k, "seed": seed,
-                                 "accuracy": 100.0 * _score(res["metrics"], task),  # fraction → % "steps": res["step"],
-                                 "time_s": round(time.perf_counter() - t0, 2), "run_dir": str(run)})
+                    rows.append({"part": "text", "target": task, "method": name, "stage": "target" if name != TEXT_BASELINE
+                                 else "single", "prompt": "decomposed" if name != TEXT_BASELINE else "vanilla",
+                                 "shots": k, "seed": seed,
+                                 "accuracy": 100.0 * _score(res["metrics"], task),  # fraction → %
+                                 "steps": res.get("step"), "params": prompt_param_count(run),
+                                 "time_s": round(time.perf_counter() - t1, 2), "run_dir": str(run)})
                     print(f"[text] {task} {name} K={k} seed={seed}: {rows[-1]['accuracy']:.1f}", flush=True)
                 first = False
+        meta["times"][f"text {task}"] = time.perf_counter() - t_task
+        meta["pairs"][("text", task)] = [(m, TEXT_BASELINE) for m in methods if m != TEXT_BASELINE]
+        split = _split_info(Path(rows[-1]["run_dir"]), task) if rows else ""
+        meta["settings"][("text", task)] = f"steps {args.text_steps} per run; {split or 'see splits.json'}"
     if log and not log[-1].startswith("#"):
-        log.append("# (the two adapt lines above, MPT then PT, are repeated for every text target, "
+        log.append("# (the adapt lines above, MPT then PT, are repeated for every text target, "
                    "K = few_shot_k and seed)")
     return rows
 
@@ -226,53 +360,110 @@ def run_text(args: argparse.Namespace, device: str, log: list[str]) -> list[dict
 # --------------------------------------------------------------------------------------------- report
 
 
-def tables(rows: Sequence[dict], shots: Sequence[int]) -> str:
-    """Markdown tables (mean ± std over seeds) per part and target."""
-    from mvlpt.clip.pipeline.report import pivot, summarize
+def _pairs(part: str, sub: Sequence[dict], given: Sequence[tuple[str, str]] | None) -> list[tuple[str, str]]:
+    """The pairs of one table: those given (the sweep's, the text part's), else the CLIP sweep's rule
+    (rows' stage / prompt) or, for text, every method against PT."""
+    from mvlpt.clip.pipeline.report import default_pairs
 
+    if given is not None:
+        return list(given)
+    if part == "clip":
+        return default_pairs(sub)
+    names = list(dict.fromkeys(r["method"] for r in sub))
+    return [(m, TEXT_BASELINE) for m in names if m != TEXT_BASELINE] if TEXT_BASELINE in names else []
+
+
+def _params(sub: Sequence[dict], method: str) -> str:
+    counts = sorted({int(r["params"]) for r in sub if r["method"] == method and r.get("params") is not None})
+    return "/".join(f"{c:,}" for c in counts) or "—"
+
+
+def tables(rows: Sequence[dict], shots: Sequence[int], pairs: dict | None = None, settings: dict | None = None,
+           plots: dict | None = None) -> str:
+    """Markdown per part and target: the mean ± std table over seeds (``n`` = runs per cell; text:
+    trainable prompt parameters), the paired-difference table (multitask − baseline, same K and seed,
+    bootstrap CI) and the plot."""
+    from mvlpt.clip.pipeline.report import paired_markdown, paired_rows, pivot, summarize, with_n
+
+    pairs, settings, plots = pairs or {}, settings or {}, plots or {}
     out = []
     for part, target in dict.fromkeys((r["part"], r["target"]) for r in rows):
         sub = [r for r in rows if r["part"] == part and r["target"] == target]
-        piv = pivot(summarize(sub, "accuracy"), shots)
-        cols = ["method"] + [f"K={k}" for k in shots]
+        summary = summarize(sub, "accuracy")
+        piv = with_n(pivot(summary, shots), summary, shots)
+        cols = ["method"] + [f"K={k}" for k in shots] + ["n"]
+        if part == "text":
+            cols.append("trainable params")
+            piv = [{**r, "trainable params": _params(sub, r["method"])} for r in piv]
         head = ("CLIP few-shot transfer", "accuracy %") if part == "clip" else (
-            "Text (tiny T5): MPT vs single-task PT", "task score %: accuracy; MRPC: mean of accuracy and F1")
+            "Text: MPT vs single-task PT", "task score %: accuracy; MRPC: mean of accuracy and F1; CB: accuracy and macro F1")
         out.append(f"### {head[0]} → {target} ({head[1]}, mean ± std over seeds)\n")
+        if (part, target) in settings:
+            out.append(f"{settings[(part, target)]}\n")
         out.append("| " + " | ".join(cols) + " |\n|" + "---|" * len(cols))
         out += ["| " + " | ".join(str(r[c]) for c in cols) + " |" for r in piv]
         out.append("")
+        paired = paired_rows(sub, _pairs(part, sub, pairs.get((part, target))), shots, "accuracy")
+        if paired:
+            out.append(paired_markdown(paired, "accuracy", heading="####"))
+        if (part, target) in plots:
+            out.append(f"![{part} {target}]({plots[(part, target)]})\n")
     return "\n".join(out)
 
 
+def text_plots(rows: Sequence[dict], shots: Sequence[int], stem: str | Path) -> dict[tuple[str, str], str]:
+    """``<stem>_text_<task>.png`` per text target: score vs K | paired difference vs K."""
+    from mvlpt.clip.pipeline.report import paired_rows, plot_results, summarize
+
+    out = {}
+    for task in dict.fromkeys(r["target"] for r in rows if r["part"] == "text"):
+        sub = [r for r in rows if r["part"] == "text" and r["target"] == task]
+        path = Path(f"{stem}_text_{task}.png")
+        plot_results(summarize(sub), path, shots, "score", f"text → {task}",
+                     paired=paired_rows(sub, _pairs("text", sub, None), shots))
+        out[("text", task)] = path.name
+    return out
+
+
 def write_report(args: argparse.Namespace, argv: Sequence[str], env: dict, rows: list[dict],
-                 plots: dict[str, Path], log: list[str], wall_s: float) -> Path:
+                 meta: dict[str, Any], log: list[str], wall_s: float) -> Path:
     res = Path(args.results)
     res.mkdir(parents=True, exist_ok=True)
     stem = res / f"miniature_{args.tag or env['device']}"
-    cols = ["part", "target", "method", "stage", "prompt", "shots", "seed", "accuracy", "steps", "time_s", "run_dir"]
+    cols = ["part", "target", "method", "stage", "prompt", "shots", "seed", "accuracy", "params", "steps", "time_s",
+            "run_dir"]
     with open(f"{stem}.csv", "w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
         w.writeheader()
         w.writerows(rows)
-    pngs = []
-    for target, p in plots.items():
-        if p.is_file():
+    plots: dict[tuple[str, str], str] = {}
+    for (part, target), p in meta.get("plots", {}).items():
+        if Path(p).is_file():
             dst = Path(f"{stem}_{target}.png")
             shutil.copyfile(p, dst)
-            pngs.append(dst.name)
+            plots[(part, target)] = dst.name
+    if any(r["part"] == "text" for r in rows):
+        plots.update(text_plots(rows, args.shots, stem))
     cmd = "python benchmarks/miniature.py " + " ".join(shlex.quote(a) for a in argv)
+    k1 = seeds_at(args)
     md = [f"# Miniature benchmark ({env['device']})\n",
           f"- device: {env['device']} ({env['device_name']}), torch {env['torch']}, {env['cpu_threads']} CPU threads",
           f"- git commit: `{env['git_commit']}`", f"- date: {env['time_utc']}",
-          f"- wall time: {wall_s / 60:.1f} min",
+          f"- wall time: {wall_s / 60:.1f} min in all; " + "; ".join(f"{k} {v / 60:.1f} min" for k, v in meta["times"].items()),
           f"- command: `MVLPT_DATA={os.environ.get('MVLPT_DATA', '')} {cmd}`",
-          f"- shots {list(args.shots)}, seeds {list(args.seeds)}; CLIP steps: teachers {args.teacher_steps}, "
-          f"source {args.source_steps}, few-shot {args.fewshot_steps}; text steps {args.text_steps}",
-          "", tables(rows, args.shots), "", "Plots: " + (", ".join(pngs) or "none"), "",
+          f"- shots {list(args.shots)}, seeds {list(args.seeds)}" + (f" ({k1[1]} at K=1)" if k1 else "")
+          + f"; text steps {args.text_steps}",
+          "- paired differences: multitask − single-task baseline on the same K and seed; 95% percentile bootstrap "
+          "CI of the mean over seeds (mvlpt/core/stats.py); ▲ / ▼ = CI entirely above / below 0",
+          "", tables(rows, args.shots, meta.get("pairs"), meta.get("settings"), plots), "",
           "Per-run rows: " + Path(f"{stem}.csv").name, "", "## Stage commands (equivalent CLI)\n", "```",
           *log, "```", ""]
     Path(f"{stem}.md").write_text("\n".join(md))
     return Path(f"{stem}.md")
+
+
+def new_meta() -> dict[str, Any]:
+    return {"plots": {}, "pairs": {}, "times": {}, "settings": {}}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -291,14 +482,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     torch.manual_seed(0)
     t0 = time.perf_counter()
     rows: list[dict] = []
-    plots: dict[str, Path] = {}
+    meta = new_meta()
     log: list[str] = []
     if not args.skip_clip:
-        r, plots = run_clip(args, device.type, log)
-        rows += r
+        rows += run_clip(args, device.type, log, meta)
     if not args.skip_text:
-        rows += run_text(args, device.type, log)
-    path = write_report(args, argv, env, rows, plots, log, time.perf_counter() - t0)
+        rows += run_text(args, device.type, log, meta)
+    path = write_report(args, argv, env, rows, meta, log, time.perf_counter() - t0)
     print(path.read_text())
     return 0
 

@@ -24,6 +24,7 @@ from torch import Tensor, nn
 
 from mvlpt.core.errors import ConfigError, ShapeMismatchError
 
+from .feature_cache import FeatureCache, cache_of
 from .text_tower import run_blocks
 
 
@@ -69,6 +70,11 @@ class VisionTower:
             prompts: ``None``, shallow ``(B, l, d)`` or deep ``(B, L, l, d)`` prompt tokens.
             use_checkpoint: activation checkpointing in the blocks.
         """
+        if prompts is None and FeatureCache.usable(self.visual, images):
+            return cache_of(self.visual).encode(self.visual, images, lambda x: self._encode(x, None, False))
+        return self._encode(images, prompts, use_checkpoint)
+
+    def _encode(self, images: Tensor, prompts: Tensor | None, use_checkpoint: bool) -> Tensor:
         if self.unsupported:
             if prompts is not None:
                 self.require_prompts("visual prompts")

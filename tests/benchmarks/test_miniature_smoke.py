@@ -1,4 +1,4 @@
-"""benchmarks/miniature.py: --help and argument parsing only (no training)."""
+"""benchmarks/miniature.py: --help, argument parsing and the report tables only (no training)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,28 @@ def test_help_runs():
 def test_defaults_are_the_full_protocol():
     args = _load().build_parser().parse_args([])
     assert args.shots == [1, 2, 4, 8, 16] and args.seeds == [1, 2, 3]
-    assert args.targets == ["flowers5", "sign_digits"] and args.text_targets == ["rte", "mrpc"]
+    assert args.targets == ["flowers5", "sign_digits"] and args.text_targets == ["rte", "mrpc", "cb", "boolq"]
     assert not args.skip_text and not args.upt
+    mod = _load()
+    assert mod.seeds_at(args) == {1: [1, 2, 3, 4, 5]} and mod.seeds_for(args, 4) == [1, 2, 3]
+    assert args.target_max_eval == 0 and args.text_max_eval == 0  # full test splits / parts
+    assert mod.seeds_at(mod.build_parser().parse_args(["--k1-seeds"])) == {}  # empty: --seeds at K=1 too
+    assert mod.seeds_at(mod.build_parser().parse_args(["--shots", "4"])) == {}  # no K=1 swept
+
+
+def test_per_target_configs_and_the_shared_fallback():
+    mod = _load()
+    args = mod.build_parser().parse_args(["--out-dir", "runs/m"])
+    own = dict(o.split("=", 1) for o in mod.clip_overrides(args, "cpu", "flowers5", per_target=True))
+    assert "sources" not in own and own["output_dir"] == "runs/m/clip/flowers5"  # its own sources, its own runs
+    assert own["target.dataset"] == "flowers5" and own["target.max_eval"] == "0"
+    assert "stages.teachers.train.max_steps" not in own  # step counts: the config's unless given
+    assert "sweep.epochs_by_shots" not in own and "overrides" not in yaml.safe_load(own["sweep.methods"])[1]
+    shared = dict(o.split("=", 1) for o in mod.clip_overrides(args, "cpu", "sign_digits", per_target=False))
+    assert [s["dataset"] for s in yaml.safe_load(shared["sources"])] == ["cifar10", "mnist", "fashion_mnist", "easy_vqa"]
+    assert shared["output_dir"] == "runs/m/clip"
+    assert mod.clip_config("no_such_target") is None
+    assert mod.clip_config("shared") == mod.CLIP_CONFIG  # configs/clip/mini_<target>.yaml
 
 
 def test_reduced_run_arguments_and_clip_overrides():
@@ -40,17 +60,53 @@ def test_reduced_run_arguments_and_clip_overrides():
     ov = dict(o.split("=", 1) for o in mod.clip_overrides(args, "cpu", "sign_digits"))
     assert ov["stages.teachers.train.max_steps"] == "7" and "train.max_steps" not in ov
     assert yaml.safe_load(ov["sweep.shots"]) == [1, 4, 16] and yaml.safe_load(ov["sweep.seeds"]) == [1]
+    assert yaml.safe_load(ov["sweep.seeds_at"]) == {1: [1, 2, 3, 4, 5]}
     assert ov["target.dataset"] == "sign_digits" and "target" not in ov  # a whole mapping would reset K
     methods = yaml.safe_load(ov["sweep.methods"])
     assert [m["name"] for m in methods] == ["ZS-CLIP", "CoOp", "VPT", "MCoOp", "MVPT", "UPT", "MUPT"]
     assert all(m["overrides"]["train"]["max_steps"] == 5 for m in methods if m["stage"] != "zeroshot")
+    assert ov["sweep.epochs_by_shots"] == "{}"  # fixed steps replace the config's epochs per K
+    assert "&" not in ov["sweep.methods"]  # no YAML anchors in the logged command
 
 
 def test_table_is_mean_std_per_method_and_shots():
-    rows = [{"part": "text", "target": "rte", "method": m, "shots": k, "seed": s, "accuracy": a}
+    rows = [{"part": "text", "target": "rte", "method": m, "shots": k, "seed": s, "accuracy": a,
+             "params": 8 * 32 + (8 + 32) if m == "MPT" else 8 * 32}
             for m, k, s, a in [("MPT", 1, 1, 50.0), ("MPT", 1, 2, 60.0), ("PT", 1, 1, 40.0), ("PT", 1, 2, 40.0)]]
     md = _load().tables(rows, [1])
-    assert "| MPT | 55.0 ± 7.1 |" in md and "| PT | 40.0 ± 0.0 |" in md
+    assert "| MPT | 55.0 ± 7.1 | 2 | 296 |" in md and "| PT | 40.0 ± 0.0 | 2 | 256 |" in md
+    # the paired table: MPT − PT on the same K and seed (differences 10 and 20)
+    assert "Paired differences: multitask − baseline" in md
+    assert "| MPT | PT | 1 | 55.0 | 40.0 | +15.0 ▲ | [+10.0, +20.0] | 2/2 |" in md
+
+
+def test_clip_tables_pair_multitask_with_single_task_lines():
+    rows = [{"part": "clip", "target": "flowers5", "method": "ZS-CLIP", "stage": "zeroshot", "prompt": "coop",
+             "shots": 0, "seed": 0, "accuracy": 30.0}]
+    rows += [{"part": "clip", "target": "flowers5", "method": m, "stage": st, "prompt": "coop", "shots": 1, "seed": s,
+              "accuracy": a + s} for m, st, a in [("CoOp", "single", 50.0), ("MCoOp", "target", 49.0)] for s in (1, 2, 3)]
+    md = _load().tables(rows, [1], plots={("clip", "flowers5"): "m_flowers5.png"})
+    assert "| ZS-CLIP | 30.0 | 1 |" in md and "| CoOp | 52.0 ± 1.0 | 3 |" in md
+    assert "| MCoOp | CoOp | 1 | 51.0 | 52.0 | -1.0 ▼ | [-1.0, -1.0] | 0/3 |" in md
+    assert "![clip flowers5](m_flowers5.png)" in md
+
+
+def test_prompt_param_count_from_a_saved_run(tmp_path):
+    import torch
+
+    from mvlpt.core.checkpoint import save_checkpoint_dir
+
+    mod = _load()
+    for kind, train, want in [("decomposed", ["shared", "task_factors"], 8 * 32 + (8 + 32) * 2),
+                              ("decomposed", ["task_factors"], (8 + 32) * 2), ("vanilla", ["task_prompts"], 8 * 32)]:
+        run = tmp_path / f"{kind}_{len(train)}"
+        meta = {"task_names": ["rte"], "d_model": 32,
+                "resolved_prompt": {"kind": kind, "length": 8, "rank": 2, "train": train}}
+        save_checkpoint_dir(run / "checkpoints" / "best", {"prompt.x": torch.zeros(3)}, {"meta": meta})
+        assert mod.prompt_param_count(run) == want
+    bare = tmp_path / "bare"
+    save_checkpoint_dir(bare / "checkpoints" / "best", {"prompt.x": torch.zeros(5)}, {})
+    assert mod.prompt_param_count(bare) == 5 and mod.prompt_param_count(tmp_path / "none") is None
 
 
 def test_distillation_ablation_adds_a_target_method_from_the_undistilled_source():

@@ -1,18 +1,24 @@
-"""Few-shot results: per-run rows → mean ± std per method and shot count, as a table and a plot.
+"""Few-shot results: per-run rows → mean ± std per method and shot count, as a table and a plot,
+and paired differences (multitask − baseline on the same K and seed) with bootstrap CIs.
 
 Rows are plain dicts with at least ``method``, ``shots``, ``seed`` and the metric (a percentage,
 as the task models report it, e.g. ``accuracy``; base-to-new runs also carry ``base``, ``new``
-and ``hm``).
+and ``hm``; sweep rows also carry ``stage`` and ``prompt``, from which the default pairs come).
 """
 
 from __future__ import annotations
 
+import csv
 import json
 import math
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from mvlpt.core.results import mean_std, write_table
+from mvlpt.core.results import markdown_table, mean_std, write_table
+from mvlpt.core.stats import ABOVE, BELOW, paired_summary
+
+#: bootstrap settings of the paired table
+N_BOOT, LEVEL, BOOT_SEED = 10000, 0.95, 0
 
 RUNS_FILE = "runs.jsonl"
 
@@ -81,12 +87,96 @@ def pivot(summary: Sequence[dict[str, Any]], shots: Sequence[int]) -> list[dict[
     return rows
 
 
+def with_n(table: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]], shots: Sequence[int]) -> list[dict[str, Any]]:
+    """:func:`pivot` rows plus an ``n`` column: runs per cell (one number when every K has the same
+    count, else the counts in K order joined by ``/``, e.g. ``5/3/3``)."""
+    out = []
+    for row in table:
+        cells = {s["shots"]: s["n"] for s in summary if s["method"] == row["method"]}
+        ns = [cells.get(k, cells.get(0, 0)) for k in shots]
+        out.append({**row, "n": str(ns[0]) if len(set(ns)) == 1 else "/".join(map(str, ns))})
+    return out
+
+
+def default_pairs(rows: Sequence[dict[str, Any]]) -> list[tuple[str, str]]:
+    """``(multitask, baseline)`` from the rows' ``stage`` / ``prompt``: each ``target`` method with the
+    first ``single`` method of the same prompt method (when there is one)."""
+    stage = {r["method"]: r.get("stage") for r in rows}
+    prompt = {r["method"]: r.get("prompt") for r in rows}
+    singles = [m for m in stage if stage[m] == "single"]
+    out = []
+    for m in stage:
+        if stage[m] == "target":
+            b = next((s for s in singles if prompt[s] == prompt[m]), None)
+            if b is not None:
+                out.append((m, b))
+    return out
+
+
+def paired_rows(rows: Sequence[dict[str, Any]], pairs: Sequence[tuple[str, str]], shots: Sequence[int],
+                metric: str = "accuracy", n_boot: int = N_BOOT, level: float = LEVEL,
+                seed: int = BOOT_SEED) -> list[dict[str, Any]]:
+    """One :func:`mvlpt.core.stats.paired_summary` per pair and K (pairs on the seed), with ``shots``
+    first; a pair / K with no rows of either method is left out."""
+    out = []
+    for t, b in pairs:
+        for k in shots:
+            sub = [r for r in rows if r.get("shots") == k and r.get("method") in (t, b)]
+            if not sub:
+                continue
+            out.append({"shots": k, **paired_summary(sub, t, b, metric, ("shots", "seed"), n_boot=n_boot,
+                                                     level=level, seed=seed)})
+    return out
+
+
+def _signed(v: float) -> str:
+    return "—" if math.isnan(v) else f"{v:+.1f}"
+
+
+def paired_markdown(paired: Sequence[dict[str, Any]], metric: str = "accuracy", heading: str = "##") -> str:
+    """The paired-difference table (markdown, with its heading and a legend); empty without pairs."""
+    if not paired:
+        return ""
+    level = paired[0].get("level", LEVEL)
+    rows = []
+    for p in paired:
+        n = p["n"]
+        ci = "—" if n < 2 else f"[{_signed(p['ci_low'])}, {_signed(p['ci_high'])}]"
+        wins = f"{p['wins']}/{n}" + (f" ({p['unpaired']} unpaired)" if p.get("unpaired") else "")
+        rows.append({"multitask": p["treatment"], "baseline": p["baseline"], "K": p["shots"],
+                     "multitask mean": "—" if not n else f"{p['mean_treatment']:.1f}",
+                     "baseline mean": "—" if not n else f"{p['mean_baseline']:.1f}",
+                     "Δ mean": (_signed(p["diff"]) + (f" {p['verdict']}" if p["verdict"] else "")),
+                     f"{level:.0%} CI": ci, "wins/n": wins})
+    legend = (f"Δ: mean over seeds of (multitask − baseline) {metric} on the same K and seed (points); "
+              f"{level:.0%} CI: percentile bootstrap of that mean ({N_BOOT:,} resamples of the seeds); "
+              f"{ABOVE} / {BELOW}: the CI lies entirely above / below 0 (shown from 2 pairs on); wins/n: "
+              "seeds where the multitask run scores higher. With 3 seeds the bootstrap interval is coarse.")
+    return f"{heading} Paired differences: multitask − baseline\n\n{legend}\n\n" + markdown_table(rows)
+
+
+def write_paired_csv(paired: Sequence[dict[str, Any]], path: str | Path) -> Path:
+    """``paired.csv``: one line per pair and K, numbers unformatted."""
+    path = Path(path)
+    cols = ["treatment", "baseline", "shots", "n", "mean_treatment", "mean_baseline", "diff", "ci_low", "ci_high",
+            "level", "wins", "losses", "ties", "unpaired", "verdict"]
+    with path.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")
+        w.writeheader()
+        w.writerows(paired)
+    return path
+
+
 def write_results(rows: Sequence[dict[str, Any]], out_dir: str | Path, shots: Sequence[int],
-                  metric: str = "accuracy", title: str = "", note: str = "") -> dict[str, Path]:
+                  metric: str = "accuracy", title: str = "", note: str = "",
+                  pairs: Sequence[tuple[str, str]] | None = None) -> dict[str, Path]:
     """Write ``runs.csv`` (one line per run, with the ``split`` its metric is on and, for trained
     runs, ``selected_on`` = ``val`` / ``last step`` and ``best_step``), ``results.md``/``results.csv``
-    (mean ± std table; ``note`` — e.g. the reported split and how checkpoints were selected — is
-    appended to the markdown title) and ``results.png`` (accuracy vs shots, one line per method).
+    (mean ± std table with ``n`` = runs per cell; ``note`` — e.g. the reported split and how
+    checkpoints were selected — is appended to the markdown title; then, in ``results.md``, the
+    paired-difference table of ``pairs`` = ``(multitask, baseline)`` method names, default
+    :func:`default_pairs`), ``paired.csv`` (that table in numbers) and ``results.png`` (the metric vs
+    shots, one line per method; a second panel with the paired differences and their CIs).
     Returns the paths."""
     out_dir = Path(out_dir)
     run_cols = ["method", "stage", "prompt", "shots", "seed", metric]
@@ -95,15 +185,23 @@ def write_results(rows: Sequence[dict[str, Any]], out_dir: str | Path, shots: Se
     _, runs_csv = write_table(rows, out_dir / "runs", columns=run_cols + extra)
     summary = summarize(rows, metric)
     md_title = (title + note) if title else note.lstrip(" —;")
-    md, csv = write_table(pivot(summary, shots), out_dir / "results", title=md_title or None)
-    png = plot_results(summary, out_dir / "results.png", shots, metric, title)
-    return {"runs_csv": runs_csv, "table_md": md, "table_csv": csv, "plot": png}
+    md, table_csv = write_table(with_n(pivot(summary, shots), summary, shots), out_dir / "results",
+                                title=md_title or None)
+    paired = paired_rows(rows, default_pairs(rows) if pairs is None else pairs, shots, metric)
+    if paired:
+        with md.open("a") as f:
+            f.write("\n" + paired_markdown(paired, metric))
+    paired_csv = write_paired_csv(paired, out_dir / "paired.csv")
+    png = plot_results(summary, out_dir / "results.png", shots, metric, title, paired=paired)
+    return {"runs_csv": runs_csv, "table_md": md, "table_csv": table_csv, "paired_csv": paired_csv, "plot": png}
 
 
 def plot_results(summary: Sequence[dict[str, Any]], path: str | Path, shots: Sequence[int],
-                 metric: str = "accuracy", title: str = "") -> Path:
+                 metric: str = "accuracy", title: str = "", paired: Sequence[dict[str, Any]] = ()) -> Path:
     """The metric (%) against shots (log₂ axis), one line with a ±std band per method; methods
-    without training (``shots == 0``) are drawn as dashed horizontal lines."""
+    without training (``shots == 0``) are drawn as dashed horizontal lines. With ``paired``
+    (:func:`paired_rows`), a second panel: the mean paired difference per pair against K, its CI as
+    error bars, and a zero line."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -111,7 +209,11 @@ def plot_results(summary: Sequence[dict[str, Any]], path: str | Path, shots: Seq
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    if paired:
+        fig, (ax, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=120)
+    else:
+        fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+        ax2 = None
     xs_all = sorted(set(shots))
     for i, method in enumerate(_ordered(s["method"] for s in summary)):
         cells = sorted((s for s in summary if s["method"] == method), key=lambda s: s["shots"])
@@ -134,7 +236,35 @@ def plot_results(summary: Sequence[dict[str, Any]], path: str | Path, shots: Seq
         ax.set_title(title)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+    if ax2 is not None:
+        _plot_paired(ax2, paired, xs_all, metric)
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def _plot_paired(ax, paired: Sequence[dict[str, Any]], xs_all: Sequence[int], metric: str) -> None:
+    """Mean paired difference vs K per pair, CI error bars (pairs side by side around each K), zero line."""
+    names = list(dict.fromkeys((p["treatment"], p["baseline"]) for p in paired))
+    width = 0.08  # spread of the pairs around each K, in log₂ units
+    for i, (t, b) in enumerate(names):
+        pts = [p for p in paired if (p["treatment"], p["baseline"]) == (t, b) and p["n"] > 0]
+        if not pts:
+            continue
+        off = (i - (len(names) - 1) / 2) * width
+        x = [p["shots"] * 2 ** off for p in pts]
+        y = [p["diff"] for p in pts]
+        lo = [max(0.0, p["diff"] - p["ci_low"]) if p["n"] > 1 else 0.0 for p in pts]
+        hi = [max(0.0, p["ci_high"] - p["diff"]) if p["n"] > 1 else 0.0 for p in pts]
+        ax.errorbar(x, y, yerr=[lo, hi], marker="o", capsize=3, color=f"C{i % 10}", label=f"{t} − {b}")
+    ax.axhline(0.0, color="black", lw=0.8)
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(xs_all)
+    ax.set_xticklabels([str(k) for k in xs_all])
+    ax.set_xlabel("shots per class (K)")
+    level = paired[0].get("level", LEVEL)
+    ax.set_ylabel(f"Δ {metric} (points)")
+    ax.set_title(f"paired difference, {level:.0%} bootstrap CI over seeds", fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)

@@ -145,6 +145,10 @@ class MethodSpec:
             a vanilla prompt from it); ``null`` = the config's ``source_mode``. E.g.
             ``{name: MCoOp (MVLPT), stage: target, method: coop, source_mode: mvlpt}``.
         overrides: config mapping merged over this method's runs (e.g. ``{train: {max_steps: 50}}``).
+        baseline: the sweep method this line is compared with in the paired-difference table of
+            ``results.md`` (same K and seed). ``null``: a ``target`` line is compared with the first
+            ``single`` line of the same prompt method, other lines with none. Must name another
+            trained (non-zero-shot) line of the sweep.
     """
 
     name: str
@@ -153,14 +157,28 @@ class MethodSpec:
     ensemble: bool = False
     source_mode: Literal["mpt", "mvlpt"] | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
+    baseline: str | None = None
 
     def validate(self) -> None:
+        if self.baseline is not None and self.stage == "zeroshot":
+            raise ConfigError(f"sweep.methods: {self.name!r}: a zero-shot line has no K / seed to pair with its "
+                              f"baseline {self.baseline!r}; put 'baseline' on a trained line")
         if self.source_mode is not None and self.source_mode not in SOURCE_MODES:
             raise ConfigError(f"sweep.methods: {self.name!r}: source_mode must be one of {', '.join(SOURCE_MODES)} "
                               f"(or null), found {self.source_mode!r}")
         if self.source_mode is not None and self.stage != "target":
             raise ConfigError(f"sweep.methods: {self.name!r}: source_mode applies to multitask lines "
                               f"(stage: target) only, this line has stage: {self.stage}")
+
+
+def _k_keys(mapping: Mapping[Any, Any], where: str) -> dict[int, Any]:
+    """A mapping keyed by K with int keys (``"4"`` from JSON → ``4``)."""
+    out: dict[int, Any] = {}
+    for k, v in mapping.items():
+        if isinstance(k, bool) or not (isinstance(k, int) or (isinstance(k, str) and k.strip().isdigit())):
+            raise ConfigError(f"{where}: keys are shot counts K (ints), found {k!r}")
+        out[int(k)] = v
+    return out
 
 
 @dataclass
@@ -171,6 +189,8 @@ class SweepConfig:
         methods: the lines of the table / plot.
         shots: K values.
         seeds: few-shot sampling and training seeds.
+        seeds_at: seeds per K overriding ``seeds`` for that K (e.g. ``{1: [1, 2, 3, 4, 5]}``: more
+            seeds where the variance is largest); every key must be one of ``shots``.
         epochs_by_shots: ``train_epochs`` per K (e.g. CoOp's ``{1: 50, 2: 100, 4: 100, 8: 200, 16: 200}``);
             K values not listed use the config's ``train_epochs`` / ``train.max_steps``.
         base_to_new: train on the target's base classes; report base, new and their harmonic mean.
@@ -181,9 +201,16 @@ class SweepConfig:
         MethodSpec("ZS-CLIP", "zeroshot"), MethodSpec("CoOp", "single", "coop"), MethodSpec("MCoOp", "target", "coop")])
     shots: list[int] = field(default_factory=lambda: [1, 2, 4, 8, 16])
     seeds: list[int] = field(default_factory=lambda: [1, 2, 3])
-    epochs_by_shots: dict[int, float] = field(default_factory=dict)
+    # keys typed ``int | str``: a run's config.json (JSON) gives the K keys back as strings;
+    # ``__post_init__`` turns them into ints
+    seeds_at: dict[int | str, list[int]] = field(default_factory=dict)
+    epochs_by_shots: dict[int | str, float] = field(default_factory=dict)
     base_to_new: bool = False
     out_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        self.seeds_at = _k_keys(self.seeds_at, "sweep.seeds_at")
+        self.epochs_by_shots = _k_keys(self.epochs_by_shots, "sweep.epochs_by_shots")
 
     def validate(self) -> None:
         if not self.methods:
@@ -196,6 +223,45 @@ class SweepConfig:
             raise ConfigError(f"sweep.shots must be positive K values, found {self.shots}")
         if not self.seeds:
             raise ConfigError("sweep.seeds must list at least one seed")
+        for k, seeds in self.seeds_at.items():
+            if k not in self.shots:
+                raise ConfigError(f"sweep.seeds_at: K={k} is not one of sweep.shots {self.shots}")
+            if not seeds or not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds):
+                raise ConfigError(f"sweep.seeds_at.{k} must be a nonempty list of int seeds, found {seeds!r}")
+            if len(set(seeds)) != len(seeds):
+                raise ConfigError(f"sweep.seeds_at.{k}: duplicate seeds in {seeds}")
+        by_name = {m.name: m for m in self.methods}
+        for m in self.methods:
+            if m.baseline is None:
+                continue
+            b = by_name.get(m.baseline)
+            if b is None:
+                raise ConfigError(f"sweep.methods: {m.name!r}: baseline {m.baseline!r} is not a sweep method; "
+                                  f"the methods are {names}")
+            if b is m:
+                raise ConfigError(f"sweep.methods: {m.name!r}: a method cannot be its own baseline")
+            if b.stage == "zeroshot":
+                raise ConfigError(f"sweep.methods: {m.name!r}: baseline {b.name!r} is zero-shot (one run, no K / "
+                                  "seed to pair with); name a trained line")
+
+    def seeds_for(self, shots: int) -> list[int]:
+        """The seeds of K = ``shots``: ``seeds_at[shots]`` or ``seeds``."""
+        return list(self.seeds_at.get(shots, self.seeds))
+
+    def pairs(self, default_method: str | None = None) -> list[tuple[str, str]]:
+        """``(treatment, baseline)`` method names of the paired-difference table: each line's explicit
+        ``baseline``, else for a ``target`` line the first ``single`` line with the same prompt method
+        (``method`` null = ``default_method``, the config's ``prompt.method``)."""
+        out = []
+        for m in self.methods:
+            if m.baseline is not None:
+                out.append((m.name, m.baseline))
+            elif m.stage == "target":
+                method = m.method or default_method
+                b = next((s for s in self.methods if s.stage == "single" and (s.method or default_method) == method), None)
+                if b is not None:
+                    out.append((m.name, b.name))
+        return out
 
 
 @dataclass

@@ -6,6 +6,12 @@ as it finishes, so an interrupted sweep resumes by skipping finished cells (and 
 mid-training resumes from its last checkpoint). Zero-shot methods do not depend on K or the seed:
 they run once. With ``sweep.base_to_new`` the prompts train on the target's base classes and are
 evaluated on the base and the new classes; the table reports their harmonic mean.
+``sweep.seeds_at`` gives some K more (or other) seeds than ``sweep.seeds``.
+
+``results.md`` holds the mean ± std table (``n`` = runs per cell) and then the paired differences:
+each multitask line against its single-task baseline (a method's ``baseline``, else the ``single``
+line of the same prompt method) on the same K and seed, with a bootstrap CI over seeds
+(:mod:`mvlpt.core.stats`); ``paired.csv`` has those numbers, ``results.png`` a second panel with them.
 
 The table's title says which split its numbers come from (``eval_split``, test by default) and
 which checkpoint of the trained methods: the best one on val (runs with evaluation during
@@ -57,13 +63,14 @@ def sweep_dir(cfg: CLIPRunConfig) -> Path:
 
 
 def cells(cfg: CLIPRunConfig) -> list[Cell]:
-    """The sweep's cells, method-major; a zero-shot method is one cell (K = 0, seed = 0)."""
+    """The sweep's cells, method-major; a zero-shot method is one cell (K = 0, seed = 0). The seeds
+    of K are ``sweep.seeds_at[K]`` when given, else ``sweep.seeds``."""
     out = []
     for m in cfg.sweep.methods:
         if m.stage == "zeroshot":
             out.append(Cell(m, 0, 0))
         else:
-            out += [Cell(m, k, s) for k in cfg.sweep.shots for s in cfg.sweep.seeds]
+            out += [Cell(m, k, s) for k in cfg.sweep.shots for s in cfg.sweep.seeds_for(k)]
     return out
 
 
@@ -134,7 +141,8 @@ def split_note(rows: list[dict[str, Any]], default_split: str = "test") -> str:
 
 
 def run_fewshot(cfg: CLIPRunConfig, pool: BackbonePool | None = None, progress: bool = True) -> dict[str, Any]:
-    """Run (or resume) the sweep; write ``runs.csv``, ``results.md``/``.csv`` and ``results.png``.
+    """Run (or resume) the sweep; write ``runs.csv``, ``results.md``/``.csv``, ``paired.csv`` and ``results.png``
+    (the multitask − baseline pairs: :meth:`~mvlpt.clip.pipeline.run_config.SweepConfig.pairs`).
 
     Returns ``{"rows": [...], "paths": {...}, "table": markdown}``.
     """
@@ -161,10 +169,10 @@ def run_fewshot(cfg: CLIPRunConfig, pool: BackbonePool | None = None, progress: 
     target = target_of(cfg).name
     note = split_note(rows, cfg.eval_split)
     title = f"Few-shot transfer to {target}" + (" (base-to-new, harmonic mean)" if cfg.sweep.base_to_new else "")
-    paths = write_results(rows, out_dir, cfg.sweep.shots, metric, title, note=note)
+    paths = write_results(rows, out_dir, cfg.sweep.shots, metric, title, note=note, pairs=cfg.sweep.pairs(cfg.method))
     if cfg.sweep.base_to_new:
         for m in ("base", "new"):
             sub = write_results(rows, out_dir / m, cfg.sweep.shots, m, f"Few-shot transfer to {target}: {m} classes",
-                                note=note)
+                                note=note, pairs=cfg.sweep.pairs(cfg.method))
             paths.update({f"{m}_{k}": v for k, v in sub.items()})
     return {"rows": rows, "paths": paths, "table": Path(paths["table_md"]).read_text()}
