@@ -76,7 +76,36 @@ def load_backbone(cfg: BackboneConfig) -> tuple[nn.Module, Any]:
                           "(save one with model.save_pretrained(dir) and tokenizer.save_pretrained(dir))")
     tokenizer = load_tokenizer(cfg)
     model = freeze(load_t5(cfg, vocab_size=len(tokenizer)))
+    check_tokenizer_matches(cfg, model, tokenizer)
+    return model, tokenizer
+
+
+#: embedding rows of the ByT5 models (256 bytes + 3 specials + 125 extra ids)
+BYT5_VOCAB = 384
+
+
+def check_tokenizer_matches(cfg: BackboneConfig, model: nn.Module, tokenizer: Any) -> None:
+    """Refuse a tokenizer whose ids mean something else to the backbone: byte ids (``byt5``) fed to a
+    SentencePiece-vocabulary T5, a tokenizer other than the one saved in the backbone's own
+    directory, or more tokens than embedding rows."""
     n_emb = model.get_input_embeddings().num_embeddings
     if len(tokenizer) > n_emb:
         raise ConfigError(f"tokenizer has {len(tokenizer)} tokens but backbone {cfg.name!r} embeds only {n_emb}")
-    return model, tokenizer
+    if cfg.name == "tiny":
+        return
+    from transformers import ByT5Tokenizer
+
+    if isinstance(tokenizer, ByT5Tokenizer) and n_emb != BYT5_VOCAB:
+        raise ConfigError(f"backbone.name={cfg.name!r} has a {n_emb}-token (SentencePiece) vocabulary, but "
+                          f"backbone.tokenizer={cfg.tokenizer!r} gives ByT5 byte ids: its ids would index the wrong "
+                          "embeddings. Use the model's own tokenizer (leave backbone.tokenizer unset, or set it to "
+                          f"{cfg.name!r}); byt5 fits only the random backbone.name=tiny or a ByT5 model")
+    own = Path(cfg.name).expanduser()
+    if cfg.tokenizer and own.is_dir() and (own / "tokenizer_config.json").is_file() \
+            and Path(cfg.tokenizer).expanduser().resolve() != own.resolve():
+        from transformers import AutoTokenizer
+
+        if AutoTokenizer.from_pretrained(str(own)).get_vocab() != tokenizer.get_vocab():
+            raise ConfigError(f"backbone.tokenizer={cfg.tokenizer!r} differs from the tokenizer saved with "
+                              f"backbone.name={cfg.name!r}; its ids would index the wrong embeddings. Leave "
+                              "backbone.tokenizer unset to use the model's own tokenizer")

@@ -1,11 +1,17 @@
-"""Span-corruption pretraining of a miniature T5 (``tiny-t5``) with the one training loop.
+"""Pretraining of a miniature T5 (``tiny-t5``) on a T5-like mixture with the one training loop.
 
-1. A SentencePiece unigram vocabulary is trained on the GLUE/SuperGLUE *training* text and saved as
-   a ``T5Tokenizer`` directory (``<pad>``=0, ``</s>``=1, ``<unk>``=2, ``<extra_id_*>`` sentinels).
+1. A SentencePiece unigram vocabulary is trained on the span-corruption text (GLUE/SuperGLUE
+   *training* files of non-target tasks) and saved as a ``T5Tokenizer`` directory (``<pad>``=0,
+   ``</s>``=1, ``<unk>``=2, ``<extra_id_*>`` sentinels).
 2. The text is tokenized, concatenated and cut into chunks; each draw corrupts a chunk with T5's
    span corruption (:mod:`text_mpt.span_corruption`).
-3. The whole ``T5ForConditionalGeneration`` is the trainable module of a :class:`T5PretrainModel`.
-4. The export is a ``save_pretrained`` directory (fp16 safetensors + tokenizer + ``metadata.json``)
+3. Supervised text-to-text examples of allowed GLUE tasks (``data.supervised``) are formatted with
+   :mod:`text_mpt.tasks` behind a task prefix (``"sst2 sentence: ..."`` -> ``"positive"``); the
+   training loop mixes them with the span-corruption chunks at the rates of ``train.sampling``
+   (two "tasks": span corruption and supervised; ``uniform`` = 50/50).
+   The miniature target tasks (RTE, MRPC, CB, BoolQ, SuperGLUE RTE) are refused in every part.
+4. The whole ``T5ForConditionalGeneration`` is the trainable module of a :class:`T5PretrainModel`.
+5. The export is a ``save_pretrained`` directory (fp16 safetensors + tokenizer + ``metadata.json``)
    that ``backbone.name: <dir>`` loads.
 
 Command::
@@ -34,8 +40,9 @@ from mvlpt.core.task_model import Batch, StepOutput, TaskModel
 from mvlpt.core.train_config import TrainConfig
 from mvlpt.core.trainer import Trainer
 
-from .pretrain_data import (SpanCorruptionDataset, collate, default_data_root, make_chunks, read_texts, sentinel_ids,
-                            train_tokenizer)
+from .pretrain_data import (TARGET_DIRS, SpanCorruptionDataset, SupervisedDataset, check_files, check_supervised, collate,
+                            default_data_root, make_chunks, read_supervised, read_texts, sentinel_ids, supervised_file,
+                            target_strings, train_tokenizer)
 from .span_corruption import span_corrupt
 
 #: a fixed text (not from any dataset) whose span-corruption loss is recorded at export and re-checked by tests
@@ -63,7 +70,11 @@ class T5DataConfig:
 
     Attributes:
         root: shared data folder ("" = ``$MVLPT_SHARED_DATA`` or ``../shared/data``).
-        files: JSON Lines files under ``root`` (training splits only).
+        files: span-corruption (and tokenizer) JSON Lines files under ``root`` (training splits of
+            non-target tasks only).
+        supervised: built-in tasks whose training split is mixed in as text-to-text examples
+            (task prefix + task format -> gold verbalizer); [] = span corruption only.
+        max_input_length / max_target_length: token caps of the supervised examples.
         vocab_size: SentencePiece pieces (sentinels come on top).
         extra_ids: number of ``<extra_id_i>`` sentinels.
         chunk_length: raw tokens per pretraining example (before corruption).
@@ -74,8 +85,11 @@ class T5DataConfig:
 
     root: str = ""
     files: list[str] = field(default_factory=lambda: [
-        f"glue/{t}/train.jsonl" for t in ("MNLI", "QNLI", "QQP", "SST-2", "RTE", "MRPC", "CoLA", "STS-B")
-    ] + [f"superglue/{t}/train.jsonl" for t in ("BoolQ", "CB", "COPA", "RTE", "WiC", "WSC", "MultiRC")])
+        f"glue/{t}/train.jsonl" for t in ("MNLI", "QNLI", "QQP", "SST-2", "CoLA", "STS-B")
+    ] + [f"superglue/{t}/train.jsonl" for t in ("COPA", "WiC", "WSC", "MultiRC")])
+    supervised: list[str] = field(default_factory=lambda: ["mnli", "qnli", "qqp", "sst2", "cola", "stsb"])
+    max_input_length: int = 128
+    max_target_length: int = 16
     vocab_size: int = 8000
     extra_ids: int = 100
     chunk_length: int = 96
@@ -87,6 +101,8 @@ class T5DataConfig:
     def validate(self) -> None:
         if not self.files:
             raise ConfigError("data.files must list at least one JSON Lines file")
+        check_files(self.files)
+        check_supervised(self.supervised)
         if not 0 < self.noise_density < 1:
             raise ConfigError(f"data.noise_density must be in (0, 1), found {self.noise_density}")
         spans = round(round(self.chunk_length * self.noise_density) / self.mean_noise_span_length)
@@ -129,7 +145,7 @@ class T5PretrainModel(TaskModel):
     def __init__(self, t5: nn.Module):
         super().__init__()
         self.t5 = t5
-        self.task_names = ["span_corruption"]
+        self.task_names = ["span_corruption", "supervised"]
 
     def step(self, batch: Batch) -> StepOutput:
         out = self.t5(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
@@ -143,13 +159,25 @@ class T5PretrainModel(TaskModel):
         nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none")
         correct = (logits.argmax(-1) == labels) & valid
         return [{"task_id": int(t), "index": int(i), "nll": float((nll[k] * valid[k]).sum()),
-                 "correct": int(correct[k].sum()), "tokens": int(valid[k].sum())}
+                 "correct": int(correct[k].sum()), "tokens": int(valid[k].sum()),
+                 "exact": int(bool((correct[k] | ~valid[k]).all()))}
                 for k, (t, i) in enumerate(zip(batch["task_ids"].tolist(), batch["index"].tolist()))]
 
     def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, float]:
-        tokens = max(1, sum(r["tokens"] for r in records))
-        acc = sum(r["correct"] for r in records) / tokens
-        return {"eval_loss": sum(r["nll"] for r in records) / tokens, "token_accuracy": acc, "score": acc}
+        """Span corruption (task 0): ``eval_loss``, ``token_accuracy`` (= ``score``); supervised (task 1,
+        when evaluated): ``supervised_loss``, ``supervised_token_accuracy`` and ``supervised_exact``
+        (every target token right under teacher forcing)."""
+        span = [r for r in records if r["task_id"] == 0]
+        sup = [r for r in records if r["task_id"] == 1]
+        tokens = max(1, sum(r["tokens"] for r in span))
+        acc = sum(r["correct"] for r in span) / tokens
+        out = {"eval_loss": sum(r["nll"] for r in span) / tokens, "token_accuracy": acc, "score": acc}
+        if sup:
+            st = max(1, sum(r["tokens"] for r in sup))
+            out.update({"supervised_loss": sum(r["nll"] for r in sup) / st,
+                        "supervised_token_accuracy": sum(r["correct"] for r in sup) / st,
+                        "supervised_exact": sum(r["exact"] for r in sup) / len(sup)})
+        return out
 
     def prompt_modules(self) -> dict[str, nn.Module]:
         return {"t5": self.t5}
@@ -192,17 +220,29 @@ def git_commit() -> dict[str, Any]:
         return {"commit": None, "dirty": None}
 
 
+def machine(cfg: T5PretrainConfig) -> dict[str, Any]:
+    """Where the run ran (host CPU, torch threads, device)."""
+    import os
+    import platform
+
+    return {"host": platform.node(), "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "device": cfg.train.device, "torch": torch.__version__}
+
+
 def resolve_export_dir(value: str) -> Path | None:
     if not value:
         return None
     return Path(__file__).resolve().parent / "weights" / "tiny-t5" if value == "package" else Path(value)
 
 
-def prepare(cfg: T5PretrainConfig) -> tuple[Any, SpanCorruptionDataset, SpanCorruptionDataset, dict[str, Any]]:
-    """Tokenizer (trained into ``run_dir/tokenizer``), training and evaluation datasets, data stats."""
+def prepare(cfg: T5PretrainConfig) -> tuple[Any, list[Any], list[Any], dict[str, Any]]:
+    """Tokenizer (trained into ``run_dir/tokenizer``), training and evaluation datasets
+    (``[span corruption, supervised]``, or only the first without ``data.supervised``), data stats."""
     d = cfg.data
     root = Path(d.root) if d.root else default_data_root()
-    texts = read_texts(root, d.files)
+    targets = target_strings(root)
+    dropped: dict[str, int] = {}
+    texts = read_texts(root, d.files, targets, dropped)
     tok = train_tokenizer(texts, Path(cfg.run_dir) / "tokenizer", d.vocab_size, d.extra_ids)
     chunks = make_chunks(tok, texts, d.chunk_length)
     random.Random(cfg.train.seed).shuffle(chunks)
@@ -210,9 +250,48 @@ def prepare(cfg: T5PretrainConfig) -> tuple[Any, SpanCorruptionDataset, SpanCorr
     train_chunks = chunks[n_eval:][: d.max_chunks or None]
     sent = sentinel_ids(tok, d.extra_ids)
     args = (sent, tok.eos_token_id, d.noise_density, d.mean_noise_span_length)
-    stats = {"texts": len(texts), "chunks_train": len(train_chunks), "chunks_eval": n_eval,
-             "tokens_train": len(train_chunks) * d.chunk_length, "vocab": len(tok)}
-    return tok, SpanCorruptionDataset(train_chunks, *args), SpanCorruptionDataset(chunks[:n_eval], *args, fixed=True), stats
+    stats: dict[str, Any] = {"texts": len(texts), "chunks_train": len(train_chunks), "chunks_eval": n_eval,
+                             "tokens_train": len(train_chunks) * d.chunk_length, "vocab": len(tok),
+                             "target_strings": len(targets), "dropped_overlapping_targets": dropped}
+    train_sets: list[Any] = [SpanCorruptionDataset(train_chunks, *args)]
+    eval_sets: list[Any] = [SpanCorruptionDataset(chunks[:n_eval], *args, fixed=True)]
+    if d.supervised:
+        dropped_sup: dict[str, int] = {}
+        per_task = read_supervised(root, d.supervised, targets, dropped_sup)
+        sup_train, sup_eval, rows = [], [], {}
+        for k, (task, pairs) in enumerate(per_task.items()):
+            pairs = list(pairs)
+            random.Random(cfg.train.seed + k).shuffle(pairs)
+            n_ev = max(1, int(len(pairs) * d.eval_fraction))
+            sup_eval += pairs[:n_ev]
+            sup_train += pairs[n_ev:]
+            rows[task] = {"file": supervised_file("", task).as_posix(), "train": len(pairs) - n_ev, "eval": n_ev,
+                          "dropped_overlapping_targets": dropped_sup[task]}
+        train_sets.append(SupervisedDataset(tok, sup_train, d.max_input_length, d.max_target_length))
+        eval_sets.append(SupervisedDataset(tok, sup_eval, d.max_input_length, d.max_target_length))
+        stats.update({"supervised_train": len(sup_train), "supervised_eval": len(sup_eval), "supervised_tasks": rows})
+    return tok, train_sets, eval_sets, stats
+
+
+def mixture_record(cfg: T5PretrainConfig, stats: dict[str, Any]) -> dict[str, Any]:
+    """The pretraining mixture: files, rows and the sampling rates of its parts (for ``metadata.json``)."""
+    from mvlpt.core.sampling import task_probabilities
+
+    sizes = [stats["chunks_train"]] + ([stats["supervised_train"]] if "supervised_train" in stats else [])
+    rates = task_probabilities(sizes, cfg.train.sampling)
+    out: dict[str, Any] = {
+        "excluded_target_dirs": list(TARGET_DIRS),
+        "sampling": to_dict(cfg.train.sampling),
+        "target_strings_checked": stats["target_strings"],
+        "span_corruption": {"files": list(cfg.data.files), "dropped_overlapping_targets": stats["dropped_overlapping_targets"],
+                            "texts": stats["texts"], "chunks_train": stats["chunks_train"],
+                            "chunk_length": cfg.data.chunk_length, "rate": rates[0]},
+    }
+    if len(rates) > 1:
+        sup, n = stats["supervised_tasks"], stats["supervised_train"]
+        out["supervised"] = {"rate": rates[1], "rows_train": n, "format": "'<task> <input_text>' -> gold verbalizer",
+                             "tasks": {t: {**v, "rate": rates[1] * v["train"] / n} for t, v in sup.items()}}
+    return out
 
 
 @torch.no_grad()
@@ -248,7 +327,8 @@ def export_t5(t5: nn.Module, tokenizer: Any, cfg: T5PretrainConfig, out_dir: str
     loss = fixed_sample_loss(shipped, AutoTokenizer.from_pretrained(str(out)), cfg.data.extra_ids)
     write_json(out / "metadata.json", {"name": cfg.name, "parameters": sum(p.numel() for p in t5.parameters()),
                                        "file_bytes": (out / "model.safetensors").stat().st_size,
-                                       "pretraining_data": cfg.data.files, **git_commit(), **extra,
+                                       "pretraining_data": list(cfg.data.files) + [supervised_file("", t).as_posix() for t in cfg.data.supervised],
+                                       "mixture": (extra.get("data_stats") or {}).get("mixture"), **git_commit(), **extra,
                                        "fixed_sample_loss": loss, "config": to_dict(cfg)})
     return out
 
@@ -258,10 +338,13 @@ def run(cfg: T5PretrainConfig, export: bool = True) -> dict[str, Any]:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     tok, train_ds, eval_ds, stats = prepare(cfg)
+    stats["mixture"] = mixture_record(cfg, stats)
     write_json(Path(cfg.run_dir) / "data_stats.json", stats)
     model = T5PretrainModel(build_t5(cfg.model, len(tok), cfg.train.seed))
     print(f"tiny-t5 pretraining: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {stats}", flush=True)
-    trainer = Trainer(model, [train_ds], collate, cfg.train, cfg.run_dir, eval_datasets=[eval_ds], run_config=to_dict(cfg))
+    if len(train_ds) == 1:
+        model.task_names = model.task_names[:1]
+    trainer = Trainer(model, train_ds, collate, cfg.train, cfg.run_dir, eval_datasets=eval_ds, run_config=to_dict(cfg))
     t0 = time.time()
     result = trainer.fit()
     result["train_seconds"] = round(time.time() - t0, 1)
@@ -269,7 +352,7 @@ def run(cfg: T5PretrainConfig, export: bool = True) -> dict[str, Any]:
     out = resolve_export_dir(cfg.export_dir)
     if export and out is not None:
         export_t5(model.t5, tok, cfg, out, {"steps": result["step"], "train_seconds": result["train_seconds"],
-                                            "data_stats": stats, "final_eval": result["final"]})
+                                            "trained_on": machine(cfg), "data_stats": stats, "final_eval": result["final"]})
         result["export_dir"] = str(out)
     return result
 

@@ -1,5 +1,13 @@
-"""Text for tiny-t5 pretraining: JSON Lines records → text, a SentencePiece tokenizer saved as a
-``T5Tokenizer`` directory, fixed-length token chunks and a span-corruption dataset."""
+"""Data for tiny-t5 pretraining, a mixture like the original T5's:
+
+* **span corruption** on text: JSON Lines records → text, a SentencePiece tokenizer saved as a
+  ``T5Tokenizer`` directory, fixed-length token chunks and a span-corruption dataset;
+* **supervised text-to-text tasks**: rows of allowed GLUE training files formatted with the project's
+  own task formats (:mod:`text_mpt.tasks`), a short task prefix in front of the input
+  (``"mnli premise: ... hypothesis: ..."``, as in T5) and the gold verbalizer as the target.
+
+No file of a miniature *target* task (:data:`TARGET_DIRS`) may enter either part, nor the tokenizer.
+"""
 
 from __future__ import annotations
 
@@ -20,6 +28,40 @@ from .span_corruption import span_corrupt
 #: JSON fields that hold labels or ids, not text
 SKIP_FIELDS = frozenset({"idx", "label", "label_name", "label_names", "id", "answer"})
 
+#: data folders of the miniature target tasks: never pretrained on (text, supervision or tokenizer)
+TARGET_DIRS = ("glue/RTE", "glue/MRPC", "superglue/CB", "superglue/BoolQ", "superglue/RTE")
+#: task names (text_mpt.tasks) of the target tasks
+TARGET_TASKS = ("rte", "mrpc", "cb", "boolq", "superglue_rte")
+#: tasks whose training split may be used as supervised pretraining data
+ALLOWED_SUPERVISED = ("mnli", "qnli", "qqp", "sst2", "cola", "stsb")
+
+
+def is_target_file(rel: str) -> bool:
+    """Whether ``rel`` (a path under the data root) lies in a target task's folder (case-insensitive)."""
+    parts = Path(rel).as_posix().lower().strip("/").split("/")
+    return any(parts[:2] == d.lower().split("/") for d in TARGET_DIRS)
+
+
+def check_files(files: Sequence[str]) -> None:
+    """Reject target-task files and non-training splits."""
+    for rel in files:
+        if is_target_file(rel):
+            raise ConfigError(f"data file {rel!r} belongs to a target task ({', '.join(TARGET_DIRS)}); "
+                              "target-task data must not be pretrained on")
+        if Path(rel).name != "train.jsonl":
+            raise ConfigError(f"data file {rel!r} is not a training split (train.jsonl); never pretrain on dev/val")
+
+
+def check_supervised(tasks: Sequence[str]) -> None:
+    from .tasks import canonical_name
+
+    for t in tasks:
+        name = canonical_name(t)
+        if name in TARGET_TASKS:
+            raise ConfigError(f"supervised task {t!r} is a target task; target-task data must not be pretrained on")
+        if name not in ALLOWED_SUPERVISED:
+            raise ConfigError(f"supervised task {t!r} is not allowed; choose from {list(ALLOWED_SUPERVISED)}")
+
 def default_data_root() -> Path:
     """``$MVLPT_SHARED_DATA`` or ``<repo>/../shared/data``."""
     env = os.environ.get("MVLPT_SHARED_DATA")
@@ -37,15 +79,64 @@ def record_text(record: Any) -> list[str]:
     return []
 
 
-def read_texts(root: str | Path, files: Sequence[str]) -> list[str]:
-    """One text per record (its strings joined by spaces) from each JSON Lines file."""
+#: words per n-gram of the overlap filter (GPT-3-style decontamination, shorter for short GLUE texts)
+NGRAM = 8
+
+
+def _words(text: str) -> list[str]:
+    return "".join(c.lower() if c.isalnum() else " " for c in text).split()
+
+
+def ngrams(text: str, n: int = NGRAM) -> set[tuple[str, ...]]:
+    """Word ``n``-grams of ``text`` (lower-cased, punctuation dropped); a shorter text is one n-gram."""
+    w = _words(text)
+    if len(w) < n:
+        return {tuple(w)} if w else set()
+    return {tuple(w[i:i + n]) for i in range(len(w) - n + 1)}
+
+
+def target_strings(root: str | Path, n: int = NGRAM) -> set[tuple[str, ...]]:
+    """Word n-grams of every text field of every split of the target tasks found under ``root``
+    (fields shorter than ``n`` words count whole, when at least 4 words): a pretraining record sharing
+    one of them is dropped. Sentences recur across GLUE/SuperGLUE sources (STS-B's MSRpar pairs come
+    from MRPC's corpus; CB and MNLI's telephone genre both quote Switchboard)."""
+    out: set[tuple[str, ...]] = set()
+    for d in TARGET_DIRS:
+        folder = Path(root) / d
+        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else ():
+            with path.open() as f:
+                for line in f:
+                    if line.strip():
+                        for s in record_text(json.loads(line)):
+                            out.update(g for g in ngrams(s, n) if len(g) >= 4)
+    return out
+
+
+def is_contaminated(record: Any, targets: set[tuple[str, ...]]) -> bool:
+    """Whether a record shares a word n-gram (or a whole short field) with a target task."""
+    if not targets:
+        return False
+    texts = record_text(record)
+    return any(g in targets for s in texts for g in ngrams(s)) or \
+        any(tuple(_words(s)) in targets for s in texts)
+
+
+def read_texts(root: str | Path, files: Sequence[str], exclude: set[tuple[str, ...]] | None = None,
+               dropped: dict[str, int] | None = None) -> list[str]:
+    """One text per record (its strings joined by spaces) from each JSON Lines file; records holding
+    an n-gram of ``exclude`` (:func:`target_strings`) are left out (counted per file in ``dropped``)."""
     texts = []
+    check_files(files)
     for rel in files:
         path = Path(root) / rel
         if not path.is_file():
             raise DataError(f"text file not found: {path} (set data.root or $MVLPT_SHARED_DATA)")
         with path.open() as f:
-            texts += [" ".join(record_text(json.loads(line))) for line in f if line.strip()]
+            records = [json.loads(line) for line in f if line.strip()]
+        kept = [r for r in records if not is_contaminated(r, exclude or set())]
+        if dropped is not None:
+            dropped[rel] = len(records) - len(kept)
+        texts += [" ".join(record_text(r)) for r in kept]
     return [t for t in texts if t]
 
 
@@ -110,6 +201,68 @@ class SpanCorruptionDataset(Dataset):
         rng = random.Random(i if self.fixed else random.getrandbits(64))
         inputs, labels = span_corrupt(self.chunks[i], self.sentinels, self.eos_id, self.noise_density, self.mean_span, rng)
         return {"input_ids": inputs, "labels": labels}
+
+
+def supervised_file(root: str | Path, task: str) -> Path:
+    """The training JSON Lines file of a built-in task under ``root``."""
+    from .tasks import get_task
+
+    spec = get_task(task)
+    rel = f"{spec.local_dir}/{spec.local_splits[0]}.jsonl"
+    check_files([rel])
+    return Path(root) / rel
+
+
+def supervised_pair(task: str, row: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(input, target)`` texts of one row: ``"<task> <input_text>"`` → the gold verbalizer."""
+    from .tasks import get_task
+
+    spec = get_task(task)
+    out = []
+    for flat in spec.rows(row):
+        ex = spec.example(flat)
+        out.append((f"{spec.name} {ex.input_text}", ex.candidates[ex.label]))
+    return out
+
+
+def read_supervised(root: str | Path, tasks: Sequence[str], exclude: set[tuple[str, ...]] | None = None,
+                    dropped: dict[str, int] | None = None) -> dict[str, list[tuple[str, str]]]:
+    """Task name → ``(input, target)`` texts of its training file (rows sharing an n-gram of
+    ``exclude`` are left out, counted in ``dropped``)."""
+    check_supervised(tasks)
+    out: dict[str, list[tuple[str, str]]] = {}
+    for task in tasks:
+        path = supervised_file(root, task)
+        if not path.is_file():
+            raise DataError(f"supervised file not found: {path} (set data.root or $MVLPT_SHARED_DATA)")
+        with path.open() as f:
+            rows = [json.loads(line) for line in f if line.strip()]
+        kept = [r for r in rows if not is_contaminated(r, exclude or set())]
+        if dropped is not None:
+            dropped[task] = len(rows) - len(kept)
+        out[task] = [p for r in kept for p in supervised_pair(task, r)]
+    return out
+
+
+class SupervisedDataset(Dataset):
+    """Tokenized ``(input, target)`` pairs → ``{"input_ids", "labels"}`` (both end with EOS; inputs
+    truncated to ``max_input_length`` tokens)."""
+
+    def __init__(self, tokenizer: Any, pairs: Sequence[tuple[str, str]], max_input_length: int = 128,
+                 max_target_length: int = 16):
+        if not pairs:
+            raise DataError("no supervised examples")
+        self.pairs = list(pairs)
+        eos = tokenizer.eos_token_id
+        enc = lambda texts, n: [ids[: n - 1] + [eos] for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
+        self.inputs = enc([p[0] for p in self.pairs], max_input_length)
+        self.labels = enc([p[1] for p in self.pairs], max_target_length)
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {"input_ids": self.inputs[i], "labels": self.labels[i]}
 
 
 def collate(samples: list[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:

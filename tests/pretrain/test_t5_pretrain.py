@@ -1,4 +1,5 @@
-"""tiny-t5 pretraining: span corruption, the offline SentencePiece tokenizer, and a few steps that lower the loss."""
+"""tiny-t5 pretraining: span corruption, the offline SentencePiece tokenizer, and a few steps of the
+span-corruption + supervised mixture that lower the loss."""
 
 from __future__ import annotations
 
@@ -91,8 +92,12 @@ def test_pretrain_lowers_span_corruption_loss_and_exports(tmp_path: Path, one_th
         f = tmp_path / "data" / "glue" / name / "train.jsonl"
         f.parent.mkdir(parents=True)
         f.write_text("\n".join(json.dumps(r) for r in _corpus(300, seed=ord(name))) + "\n")
+    # supervised part: SST-2-format rows whose label is whether "cat" occurs (learnable from the input)
+    sst = [{**r, "label": str(int("cat" in r["text_a"].split()))} for r in _corpus(300, seed=7)]
+    (tmp_path / "data" / "glue" / "SST-2").mkdir(parents=True)
+    (tmp_path / "data" / "glue" / "SST-2" / "train.jsonl").write_text("\n".join(json.dumps(r) for r in sst) + "\n")
     overrides = [
-        f"data.root={tmp_path / 'data'}", "data.files=[glue/A/train.jsonl, glue/B/train.jsonl]",
+        f"data.root={tmp_path / 'data'}", "data.files=[glue/A/train.jsonl, glue/B/train.jsonl]", "data.supervised=[sst2]",
         "data.vocab_size=100", "data.extra_ids=20", "data.chunk_length=32", "data.eval_fraction=0.1",
         "model={d_model: 32, d_ff: 64, num_layers: 2, num_heads: 2, d_kv: 16}",
         f"run_dir={tmp_path / 'run'}", f"export_dir={tmp_path / 'export'}", "threads=1",
@@ -105,6 +110,9 @@ def test_pretrain_lowers_span_corruption_loss_and_exports(tmp_path: Path, one_th
     losses = [r["loss"] for r in logs if r["split"] == "train"]
     assert len(losses) == 4 and losses[-1] < losses[0] - 0.4, losses
     assert result["final"]["token_accuracy"] > 0.2
+    # supervised examples ("sst2 sentence: ..." → negative/positive) are evaluated too: their targets are short
+    # and few, so their loss falls far below the span-corruption loss
+    assert result["final"]["supervised_loss"] < result["final"]["eval_loss"] - 1.0
     # the loop's checkpoint (tied embeddings stored once) restores the same weights
     restored = pretrain.T5PretrainModel(pretrain.build_t5(cfg.model, result["vocab"], seed=1))
     restored.load_trainable_state_dict(load_tensors(tmp_path / "run" / "checkpoints" / "step_40" / "prompts.safetensors"))
@@ -115,6 +123,12 @@ def test_pretrain_lowers_span_corruption_loss_and_exports(tmp_path: Path, one_th
     assert model.config.vocab_size == len(tok) == result["vocab"] and model.dtype == torch.float32
     meta = json.loads((tmp_path / "export" / "metadata.json").read_text())
     assert meta["steps"] == 40 and meta["data_stats"]["chunks_eval"] >= 1
+    mix = meta["mixture"]
+    assert mix["span_corruption"]["files"] == ["glue/A/train.jsonl", "glue/B/train.jsonl"]
+    assert mix["supervised"]["tasks"]["sst2"]["file"] == "glue/SST-2/train.jsonl"
+    assert mix["span_corruption"]["rate"] + mix["supervised"]["rate"] == pytest.approx(1.0)
+    assert mix["supervised"]["rows_train"] + meta["data_stats"]["supervised_eval"] == 300
+    assert meta["trained_on"]["torch_threads"] == 1 and meta["train_seconds"] > 0
     assert pretrain.fixed_sample_loss(model, tok, 20) == pytest.approx(meta["fixed_sample_loss"], abs=1e-5)
     # --export-only rebuilds the same export from the run's checkpoint and tokenizer
     again = tmp_path / "again"

@@ -25,7 +25,7 @@ def test_shipped_files_are_fp16_and_small():
     for name in ("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json", "sentencepiece.model",
                  "metadata.json", "README.md"):
         assert (WEIGHTS / name).is_file(), name
-    assert (WEIGHTS / "model.safetensors").stat().st_size < 8e6
+    assert (WEIGHTS / "model.safetensors").stat().st_size < 15e6
     assert {t.dtype for t in load_tensors(WEIGHTS / "model.safetensors").values()} == {torch.float16}
 
 
@@ -45,3 +45,20 @@ def test_reproduces_recorded_span_corruption_loss(shipped):
     assert loss == pytest.approx(meta["fixed_sample_loss"], abs=1e-5)
     random_init = pretrain.build_t5(pretrain.T5ModelConfig(**meta["config"]["model"]), len(tok))
     assert loss < pretrain.fixed_sample_loss(random_init, tok, 100) - 2.0  # it learned something
+
+
+def test_metadata_records_a_mixture_without_target_tasks():
+    from text_mpt.pretrain_data import ALLOWED_SUPERVISED, TARGET_DIRS, is_target_file
+
+    meta = json.loads((WEIGHTS / "metadata.json").read_text())
+    mix = meta["mixture"]
+    assert set(mix["excluded_target_dirs"]) == set(TARGET_DIRS)
+    files = mix["span_corruption"]["files"] + [t["file"] for t in mix["supervised"]["tasks"].values()]
+    assert files == meta["pretraining_data"]
+    assert all(f.endswith("/train.jsonl") and not is_target_file(f) for f in files)
+    assert set(mix["supervised"]["tasks"]) <= set(ALLOWED_SUPERVISED)
+    assert mix["span_corruption"]["rate"] + mix["supervised"]["rate"] == pytest.approx(1.0)
+    assert sum(t["rate"] for t in mix["supervised"]["tasks"].values()) == pytest.approx(mix["supervised"]["rate"])
+    assert sum(t["train"] for t in mix["supervised"]["tasks"].values()) == mix["supervised"]["rows_train"]
+    # the recipe's budget: at most 25 minutes of training on one CPU thread
+    assert meta["trained_on"]["torch_threads"] == 1 and 0 < meta["train_seconds"] <= 25 * 60
