@@ -8,7 +8,9 @@
 3. Supervised text-to-text examples of allowed GLUE tasks (``data.supervised``) are formatted with
    :mod:`text_mpt.tasks` behind a task prefix (``"sst2 sentence: ..."`` -> ``"positive"``); the
    training loop mixes them with the span-corruption chunks at the rates of ``train.sampling``
-   (two "tasks": span corruption and supervised; ``uniform`` = 50/50).
+   (two "tasks": span corruption and supervised; ``uniform`` = 50/50, or ``data.supervised_share`` with
+   per-task ``data.supervised_weights``). The loss averages each example's tokens first
+   (``loss_average: example``), and evaluation reports rank-classification accuracy per supervised task.
    The miniature target tasks (RTE, MRPC, CB, BoolQ, SuperGLUE RTE) are refused in every part.
 4. The whole ``T5ForConditionalGeneration`` is the trainable module of a :class:`T5PretrainModel`.
 5. The export is a ``save_pretrained`` directory (fp16 safetensors + tokenizer + ``metadata.json``)
@@ -81,6 +83,11 @@ class T5DataConfig:
         noise_density / mean_noise_span_length: T5 span corruption (0.15, 3).
         eval_fraction: share of chunks held out (fixed corruption) for evaluation.
         max_chunks: cap on training chunks (0 = all).
+        supervised_share: share of training examples drawn from the supervised part (0 = left to
+            ``train.sampling``; else needs ``train.sampling.strategy: proportional``: the supervised part is
+            presented to the loop as a cycled, task-weighted list sized so that its rate is this share).
+        supervised_weights: task → relative rate inside the supervised part (needs ``supervised_share``;
+            every task of ``supervised`` needs a weight; {} = examples-proportional).
     """
 
     root: str = ""
@@ -97,12 +104,24 @@ class T5DataConfig:
     mean_noise_span_length: float = 3.0
     eval_fraction: float = 0.02
     max_chunks: int = 0
+    supervised_share: float = 0.0
+    supervised_weights: dict[str, float] = field(default_factory=dict)
 
     def validate(self) -> None:
         if not self.files:
             raise ConfigError("data.files must list at least one JSON Lines file")
         check_files(self.files)
         check_supervised(self.supervised)
+        if not 0 <= self.supervised_share < 1:
+            raise ConfigError(f"data.supervised_share must be in [0, 1), found {self.supervised_share}")
+        if self.supervised_weights:
+            if not self.supervised_share:
+                raise ConfigError("data.supervised_weights needs data.supervised_share > 0")
+            missing = [t for t in self.supervised if t not in self.supervised_weights]
+            if missing:
+                raise ConfigError(f"data.supervised_weights lacks a weight for {missing}")
+            if any(self.supervised_weights[t] <= 0 for t in self.supervised):
+                raise ConfigError("data.supervised_weights must be > 0")
         if not 0 < self.noise_density < 1:
             raise ConfigError(f"data.noise_density must be in (0, 1), found {self.noise_density}")
         spans = round(round(self.chunk_length * self.noise_density) / self.mean_noise_span_length)
@@ -122,6 +141,16 @@ class T5PretrainConfig:
     run_dir: str = "runs/pretrain/tiny-t5"
     export_dir: str = ""
     threads: int = 0
+    #: ``example``: every example weighs the same in the loss (its token losses averaged first), so the
+    #: 2-token supervised targets are not drowned by ~20-token span-corruption targets; ``token``: HF's
+    #: mean over all target tokens of the batch (v2.0)
+    loss_average: str = "example"
+
+    def validate(self) -> None:
+        if self.loss_average not in ("example", "token"):
+            raise ConfigError(f"loss_average must be 'example' or 'token', found {self.loss_average!r}")
+        if self.data.supervised_share and self.train.sampling.strategy != "proportional":
+            raise ConfigError("data.supervised_share needs train.sampling.strategy: proportional")
 
 
 # ---------------------------------------------------------------------------------------------- model
@@ -142,14 +171,43 @@ def build_t5(cfg: T5ModelConfig, vocab_size: int, seed: int = 0) -> nn.Module:
 class T5PretrainModel(TaskModel):
     """A whole T5 trained on span corruption; evaluation reports loss and target-token accuracy."""
 
-    def __init__(self, t5: nn.Module):
+    def __init__(self, t5: nn.Module, loss_average: str = "token"):
         super().__init__()
         self.t5 = t5
+        self.loss_average = loss_average
         self.task_names = ["span_corruption", "supervised"]
+        #: supervised eval index → (task, candidate target ids, gold candidate) for rank classification
+        self.rank_eval: dict[int, tuple[str, list[list[int]], int]] = {}
 
     def step(self, batch: Batch) -> StepOutput:
         out = self.t5(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"])
-        return StepOutput(loss=out.loss)
+        if self.loss_average == "token":
+            return StepOutput(loss=out.loss)
+        labels = batch["labels"]
+        valid = labels != -100
+        nll = torch.nn.functional.cross_entropy(out.logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none")
+        per_example = (nll * valid).sum(1) / valid.sum(1).clamp(min=1)
+        return StepOutput(loss=per_example.mean())
+
+    @torch.no_grad()
+    def rank_scores(self, input_ids: Tensor, attention_mask: Tensor, candidates: list[list[list[int]]]) -> list[list[float]]:
+        """Sum of target-token log-probabilities of every candidate target of every row (the encoder runs once)."""
+        enc = self.t5.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        scores: list[list[float]] = [[0.0] * len(c) for c in candidates]
+        for slot in range(max(len(c) for c in candidates)):
+            rows = [k for k, c in enumerate(candidates) if len(c) > slot]
+            n = max(len(candidates[k][slot]) for k in rows)
+            labels = torch.tensor([candidates[k][slot] + [-100] * (n - len(candidates[k][slot])) for k in rows],
+                                  device=input_ids.device)
+            from transformers.modeling_outputs import BaseModelOutput
+
+            logits = self.t5(encoder_outputs=BaseModelOutput(last_hidden_state=enc[rows]),
+                             attention_mask=attention_mask[rows], labels=labels).logits
+            nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none")
+            total = (nll * (labels != -100)).sum(1)
+            for j, k in enumerate(rows):
+                scores[k][slot] = -float(total[j])
+        return scores
 
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[dict[str, Any]]:
@@ -158,15 +216,26 @@ class T5PretrainModel(TaskModel):
         valid = labels != -100
         nll = torch.nn.functional.cross_entropy(logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none")
         correct = (logits.argmax(-1) == labels) & valid
-        return [{"task_id": int(t), "index": int(i), "nll": float((nll[k] * valid[k]).sum()),
-                 "correct": int(correct[k].sum()), "tokens": int(valid[k].sum()),
-                 "exact": int(bool((correct[k] | ~valid[k]).all()))}
-                for k, (t, i) in enumerate(zip(batch["task_ids"].tolist(), batch["index"].tolist()))]
+        keys = list(zip(batch["task_ids"].tolist(), batch["index"].tolist()))
+        out = [{"task_id": int(t), "index": int(i), "nll": float((nll[k] * valid[k]).sum()),
+                "correct": int(correct[k].sum()), "tokens": int(valid[k].sum()),
+                "exact": int(bool((correct[k] | ~valid[k]).all()))}
+               for k, (t, i) in enumerate(keys)]
+        ranked = [k for k, (t, i) in enumerate(keys) if t == 1 and i in self.rank_eval]
+        if ranked:
+            scores = self.rank_scores(batch["input_ids"][ranked], batch["attention_mask"][ranked],
+                                      [self.rank_eval[keys[k][1]][1] for k in ranked])
+            for k, sc in zip(ranked, scores):
+                task, _, gold = self.rank_eval[keys[k][1]]
+                out[k].update({"rank_task": task, "rank_gold": gold, "rank_pred": max(range(len(sc)), key=sc.__getitem__)})
+        return out
 
     def compute_metrics(self, records: list[dict[str, Any]]) -> dict[str, float]:
         """Span corruption (task 0): ``eval_loss``, ``token_accuracy`` (= ``score``); supervised (task 1,
         when evaluated): ``supervised_loss``, ``supervised_token_accuracy`` and ``supervised_exact``
-        (every target token right under teacher forcing)."""
+        (every target token right under teacher forcing), and per classification task
+        ``<task>/rank_acc`` (rank classification: the candidate target with the highest log-likelihood)
+        next to ``<task>/majority`` (the most frequent gold candidate's share of the same rows)."""
         span = [r for r in records if r["task_id"] == 0]
         sup = [r for r in records if r["task_id"] == 1]
         tokens = max(1, sum(r["tokens"] for r in span))
@@ -177,6 +246,11 @@ class T5PretrainModel(TaskModel):
             out.update({"supervised_loss": sum(r["nll"] for r in sup) / st,
                         "supervised_token_accuracy": sum(r["correct"] for r in sup) / st,
                         "supervised_exact": sum(r["exact"] for r in sup) / len(sup)})
+        for task in sorted({r["rank_task"] for r in sup if "rank_task" in r}):
+            rows = [r for r in sup if r.get("rank_task") == task]
+            golds = [r["rank_gold"] for r in rows]
+            out[f"{task}/rank_acc"] = sum(r["rank_pred"] == r["rank_gold"] for r in rows) / len(rows)
+            out[f"{task}/majority"] = max(golds.count(g) for g in set(golds)) / len(rows)
         return out
 
     def prompt_modules(self) -> dict[str, nn.Module]:
@@ -258,26 +332,73 @@ def prepare(cfg: T5PretrainConfig) -> tuple[Any, list[Any], list[Any], dict[str,
     if d.supervised:
         dropped_sup: dict[str, int] = {}
         per_task = read_supervised(root, d.supervised, targets, dropped_sup)
-        sup_train, sup_eval, rows = [], [], {}
+        sup_train, sup_eval, rows, eval_tasks, train_spans = [], [], {}, [], {}
         for k, (task, pairs) in enumerate(per_task.items()):
             pairs = list(pairs)
             random.Random(cfg.train.seed + k).shuffle(pairs)
             n_ev = max(1, int(len(pairs) * d.eval_fraction))
             sup_eval += pairs[:n_ev]
+            eval_tasks += [task] * n_ev
+            train_spans[task] = (len(sup_train), len(pairs) - n_ev)
             sup_train += pairs[n_ev:]
             rows[task] = {"file": supervised_file("", task).as_posix(), "train": len(pairs) - n_ev, "eval": n_ev,
                           "dropped_overlapping_targets": dropped_sup[task]}
-        train_sets.append(SupervisedDataset(tok, sup_train, d.max_input_length, d.max_target_length))
-        eval_sets.append(SupervisedDataset(tok, sup_eval, d.max_input_length, d.max_target_length))
+        order = None
+        if d.supervised_share:
+            order, quotas = weighted_order(train_spans, d.supervised_weights, d.supervised_share, len(train_chunks),
+                                           cfg.train.seed)
+            for task, q in quotas.items():
+                rows[task]["sampled"] = q
+            stats["supervised_sampled"] = len(order)
+        train_sets.append(SupervisedDataset(tok, sup_train, d.max_input_length, d.max_target_length, order=order))
+        eval_set = SupervisedDataset(tok, sup_eval, d.max_input_length, d.max_target_length)
+        eval_sets.append(eval_set)
         stats.update({"supervised_train": len(sup_train), "supervised_eval": len(sup_eval), "supervised_tasks": rows})
+        stats["rank_eval"] = rank_eval_items(tok, sup_eval, eval_tasks, d.max_target_length)
     return tok, train_sets, eval_sets, stats
+
+
+def weighted_order(spans: dict[str, tuple[int, int]], weights: dict[str, float], share: float, n_span: int,
+                   seed: int) -> tuple[list[int], dict[str, int]]:
+    """Indices into the supervised training rows (task ``t`` = rows ``start .. start+n``), presented to the
+    proportional sampler as one list of ``share / (1 - share) * n_span`` items: task ``t`` fills
+    ``weights[t]`` of it (examples-proportional without weights), its rows shuffled and cycled."""
+    total = round(share / (1 - share) * n_span)
+    w = {t: (weights[t] if weights else float(n)) for t, (_, n) in spans.items()}
+    quotas = {t: max(1, round(total * w[t] / sum(w.values()))) for t in spans}
+    order: list[int] = []
+    for k, (t, (start, n)) in enumerate(spans.items()):
+        rows = list(range(start, start + n))
+        rng = random.Random(f"{seed}-weighted-{k}")
+        picked: list[int] = []
+        while len(picked) < quotas[t]:
+            rng.shuffle(rows)
+            picked += rows[: quotas[t] - len(picked)]
+        order += picked
+    return order, quotas
+
+
+def rank_eval_items(tokenizer: Any, pairs: Sequence[tuple[str, str]], tasks: Sequence[str], max_target_length: int,
+                    max_candidates: int = 5) -> dict[int, tuple[str, list[list[int]], int]]:
+    """Eval index → (task, tokenized candidate targets, gold) for tasks with at most ``max_candidates``
+    distinct targets (classification; STS-B's regression strings are left out)."""
+    by_task: dict[str, list[str]] = {}
+    for (_, target), t in zip(pairs, tasks):
+        by_task.setdefault(t, [])
+        if target not in by_task[t]:
+            by_task[t].append(target)
+    cands = {t: sorted(c) for t, c in by_task.items() if 2 <= len(c) <= max_candidates}
+    ids = {t: [x[: max_target_length - 1] + [tokenizer.eos_token_id]
+               for x in tokenizer(c, add_special_tokens=False)["input_ids"]] for t, c in cands.items()}
+    return {i: (t, ids[t], cands[t].index(target)) for i, ((_, target), t) in enumerate(zip(pairs, tasks)) if t in cands}
 
 
 def mixture_record(cfg: T5PretrainConfig, stats: dict[str, Any]) -> dict[str, Any]:
     """The pretraining mixture: files, rows and the sampling rates of its parts (for ``metadata.json``)."""
     from mvlpt.core.sampling import task_probabilities
 
-    sizes = [stats["chunks_train"]] + ([stats["supervised_train"]] if "supervised_train" in stats else [])
+    sizes = [stats["chunks_train"]] + ([stats.get("supervised_sampled", stats["supervised_train"])]
+                                       if "supervised_train" in stats else [])
     rates = task_probabilities(sizes, cfg.train.sampling)
     out: dict[str, Any] = {
         "excluded_target_dirs": list(TARGET_DIRS),
@@ -289,8 +410,10 @@ def mixture_record(cfg: T5PretrainConfig, stats: dict[str, Any]) -> dict[str, An
     }
     if len(rates) > 1:
         sup, n = stats["supervised_tasks"], stats["supervised_train"]
+        m = stats.get("supervised_sampled", n)
         out["supervised"] = {"rate": rates[1], "rows_train": n, "format": "'<task> <input_text>' -> gold verbalizer",
-                             "tasks": {t: {**v, "rate": rates[1] * v["train"] / n} for t, v in sup.items()}}
+                             "share": cfg.data.supervised_share or None, "weights": dict(cfg.data.supervised_weights) or None,
+                             "tasks": {t: {**v, "rate": rates[1] * v.get("sampled", v["train"]) / m} for t, v in sup.items()}}
     return out
 
 
@@ -338,9 +461,12 @@ def run(cfg: T5PretrainConfig, export: bool = True) -> dict[str, Any]:
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     tok, train_ds, eval_ds, stats = prepare(cfg)
+    rank_eval = stats.pop("rank_eval", {})
+    stats["rank_eval_rows"] = {t: sum(1 for v in rank_eval.values() if v[0] == t) for t in sorted({v[0] for v in rank_eval.values()})}
     stats["mixture"] = mixture_record(cfg, stats)
     write_json(Path(cfg.run_dir) / "data_stats.json", stats)
-    model = T5PretrainModel(build_t5(cfg.model, len(tok), cfg.train.seed))
+    model = T5PretrainModel(build_t5(cfg.model, len(tok), cfg.train.seed), cfg.loss_average)
+    model.rank_eval = rank_eval
     print(f"tiny-t5 pretraining: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {stats}", flush=True)
     if len(train_ds) == 1:
         model.task_names = model.task_names[:1]

@@ -249,20 +249,23 @@ class SupervisedDataset(Dataset):
     truncated to ``max_input_length`` tokens)."""
 
     def __init__(self, tokenizer: Any, pairs: Sequence[tuple[str, str]], max_input_length: int = 128,
-                 max_target_length: int = 16):
+                 max_target_length: int = 16, order: Sequence[int] | None = None):
         if not pairs:
             raise DataError("no supervised examples")
         self.pairs = list(pairs)
+        #: item ``i`` is pair ``order[i]`` (a task-weighted, cycled list); None = the pairs in turn
+        self.order = list(order) if order is not None else None
         eos = tokenizer.eos_token_id
         enc = lambda texts, n: [ids[: n - 1] + [eos] for ids in tokenizer(list(texts), add_special_tokens=False)["input_ids"]]
         self.inputs = enc([p[0] for p in self.pairs], max_input_length)
         self.labels = enc([p[1] for p in self.pairs], max_target_length)
 
     def __len__(self) -> int:
-        return len(self.pairs)
+        return len(self.order) if self.order is not None else len(self.pairs)
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return {"input_ids": self.inputs[i], "labels": self.labels[i]}
+        j = self.order[i] if self.order is not None else i
+        return {"input_ids": self.inputs[j], "labels": self.labels[j]}
 
 
 def collate(samples: list[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:

@@ -137,3 +137,57 @@ def test_pretrain_lowers_span_corruption_loss_and_exports(tmp_path: Path, one_th
     with torch.no_grad():
         out = model(**tok(["the cat sat on a mat"], return_tensors="pt"), labels=tok(["the dog"], return_tensors="pt").input_ids)
     assert torch.isfinite(out.loss)
+
+
+class _WordTok:
+    """A word-level stand-in tokenizer (ids 3.. by first appearance; EOS = 1)."""
+    eos_token_id = 1
+
+    def __init__(self):
+        self.vocab: dict[str, int] = {}
+
+    def __call__(self, texts, add_special_tokens=False):
+        return {"input_ids": [[self.vocab.setdefault(w, 3 + len(self.vocab)) for w in t.split()] for t in texts]}
+
+
+def test_rank_classification_scores_the_candidates_and_reports_rank_acc():
+    pairs = [("sst2 sentence: good", "positive"), ("sst2 sentence: bad", "negative"), ("sst2 sentence: fine", "positive"),
+             ("stsb sentence1: a sentence2: b", "3.2"), ("stsb sentence1: c sentence2: d", "1.0"),
+             ("stsb sentence1: e sentence2: f", "4.4")]
+    tasks = ["sst2"] * 3 + ["stsb"] * 3
+    tok = _WordTok()
+    items = pretrain.rank_eval_items(tok, pairs, tasks, 16, max_candidates=2)
+    assert set(items) == {0, 1, 2}  # STS-B has 3 distinct targets (> max_candidates): not ranked
+    neg, pos = tok(["negative", "positive"])["input_ids"]
+    assert items[0] == ("sst2", [neg + [1], pos + [1]], 1) and items[1][2] == 0
+    model = pretrain.T5PretrainModel(pretrain.build_t5(pretrain.T5ModelConfig(d_model=16, d_ff=32, num_layers=1, num_heads=2,
+                                                                                d_kv=8), 64))
+    model.rank_eval = items
+    model.eval()
+    ids = torch.tensor([[5, 6, 1], [5, 7, 1], [5, 8, 1]])
+    scores = model.rank_scores(ids, torch.ones_like(ids), [items[i][1] for i in range(3)])
+    # the scores are the summed log-likelihoods of each candidate target (teacher forcing)
+    for r in range(3):
+        for c, target in enumerate(items[r][1]):
+            ll = -model.t5(input_ids=ids[r:r + 1], labels=torch.tensor([target])).loss * len(target)
+            assert scores[r][c] == pytest.approx(float(ll), abs=1e-4)
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": torch.tensor([[4, 1]] * 3),
+             "task_ids": torch.tensor([1, 1, 1]), "index": torch.tensor([0, 1, 2])}
+    records = model.predict(batch)
+    preds = [max(range(2), key=lambda c: scores[r][c]) for r in range(3)]
+    assert [r["rank_pred"] for r in records] == preds
+    metrics = model.compute_metrics(records)
+    assert metrics["sst2/rank_acc"] == pytest.approx(sum(p == g for p, g in zip(preds, [1, 0, 1])) / 3)
+    assert metrics["sst2/majority"] == pytest.approx(2 / 3) and "stsb/rank_acc" not in metrics
+
+
+def test_example_loss_average_weighs_examples_equally():
+    t5 = pretrain.build_t5(pretrain.T5ModelConfig(d_model=16, d_ff=32, num_layers=1, num_heads=2, d_kv=8), 32)
+    labels = torch.tensor([[5, 6, 7, 8, 9, 10, 1], [4, 1, -100, -100, -100, -100, -100]])
+    ids = torch.tensor([[3, 4, 1], [5, 6, 1]])
+    batch = {"input_ids": ids, "attention_mask": torch.ones_like(ids), "labels": labels}
+    per_row = [float(t5(input_ids=ids[k:k + 1], labels=labels[k:k + 1]).loss) for k in range(2)]
+    example = float(pretrain.T5PretrainModel(t5, "example").step(batch).loss)
+    token = float(pretrain.T5PretrainModel(t5, "token").step(batch).loss)
+    assert example == pytest.approx(sum(per_row) / 2, abs=1e-5)
+    assert token == pytest.approx((per_row[0] * 7 + per_row[1] * 2) / 9, abs=1e-5)

@@ -84,7 +84,7 @@ def test_target_text_is_dropped_from_corpus_supervision_and_tokenizer(tmp_path: 
     _write(tmp_path / "glue/SST-2/train.jsonl", [{"idx": i, "text_a": sent(), "label": str(i % 2)} for i in range(200)])
     assert tuple(LEAK.lower().rstrip(".").split()[:8]) in target_strings(tmp_path)
     cfg = load_config(pretrain.T5PretrainConfig, CONFIG, [
-        f"data.root={tmp_path}", "data.files=[glue/STS-B/train.jsonl, glue/SST-2/train.jsonl]", "data.supervised=[stsb, sst2]",
+        f"data.root={tmp_path}", "data.files=[glue/STS-B/train.jsonl, glue/SST-2/train.jsonl]", "data.supervised=[stsb, sst2]", "data.supervised_weights={}",
         "data.vocab_size=60", "data.extra_ids=10", "data.chunk_length=32", "data.eval_fraction=0.1", f"run_dir={tmp_path / 'run'}"])
     tok, train_sets, eval_sets, stats = pretrain.prepare(cfg)
     assert stats["dropped_overlapping_targets"] == {"glue/STS-B/train.jsonl": 2, "glue/SST-2/train.jsonl": 0}
@@ -118,3 +118,37 @@ def test_shared_corpus_holds_no_target_text(shared_data: Path):
         sample = rng.sample(strings, min(150, len(strings)))
         leaked = [s for s in sample if s in corpus]
         assert not leaked, (d, leaked[:3])
+
+
+def test_supervised_share_and_weights_set_the_sampling_rates():
+    spans = {"sst2": (0, 100), "qnli": (100, 50), "mnli": (150, 10)}
+    order, quotas = pretrain.weighted_order(spans, {"sst2": 0.5, "qnli": 0.3, "mnli": 0.2}, 0.8, 1000, seed=0)
+    assert quotas == {"sst2": 2000, "qnli": 1200, "mnli": 800} and len(order) == 4000
+    # each task's items are its own rows, cycled: every row of a task appears before any repeats
+    assert set(order[:2000]) == set(range(100)) and [order[:2000].count(i) for i in range(100)] == [20] * 100
+    assert set(order[2000:3200]) == set(range(100, 150)) and set(order[3200:]) == set(range(150, 160))
+    assert order[:100] != list(range(100))  # shuffled
+    # no weights: examples-proportional
+    _, q = pretrain.weighted_order(spans, {}, 0.5, 160, seed=0)
+    assert q == {"sst2": 100, "qnli": 50, "mnli": 10}
+    # the mixture record reports the rates the proportional sampler will use
+    cfg = load_config(pretrain.T5PretrainConfig, CONFIG, [])
+    assert cfg.train.sampling.strategy == "proportional" and cfg.data.supervised_share == pytest.approx(0.8)
+    rows = {t: {"file": f"glue/{t}/train.jsonl", "train": n, "eval": 1, "dropped_overlapping_targets": 0, "sampled": quotas[t]}
+            for t, (_, n) in spans.items()}
+    stats = {"chunks_train": 1000, "supervised_train": 160, "supervised_sampled": len(order), "supervised_tasks": rows,
+             "texts": 1, "target_strings": 0, "dropped_overlapping_targets": {}}
+    mix = pretrain.mixture_record(cfg, stats)
+    assert mix["supervised"]["rate"] == pytest.approx(0.8) and mix["span_corruption"]["rate"] == pytest.approx(0.2)
+    assert {t: round(v["rate"], 6) for t, v in mix["supervised"]["tasks"].items()} == {"sst2": 0.4, "qnli": 0.24, "mnli": 0.16}
+
+
+def test_supervised_share_config_checks():
+    with pytest.raises(ConfigError, match="proportional"):
+        load_config(pretrain.T5PretrainConfig, CONFIG, ["train.sampling.strategy=uniform"])
+    with pytest.raises(ConfigError, match="lacks a weight"):
+        load_config(pretrain.T5PretrainConfig, CONFIG, ["data.supervised=[sst2, cola]"])
+    with pytest.raises(ConfigError, match="supervised_share"):
+        load_config(pretrain.T5PretrainConfig, CONFIG, ["data.supervised_share=1.0"])
+    with pytest.raises(ConfigError, match="loss_average"):
+        load_config(pretrain.T5PretrainConfig, CONFIG, ["loss_average=batch"])

@@ -62,3 +62,38 @@ def test_metadata_records_a_mixture_without_target_tasks():
     assert sum(t["train"] for t in mix["supervised"]["tasks"].values()) == mix["supervised"]["rows_train"]
     # the recipe's budget: at most 25 minutes of training on one CPU thread
     assert meta["trained_on"]["torch_threads"] == 1 and 0 < meta["train_seconds"] <= 25 * 60
+
+
+def test_shipped_model_reproduces_its_recorded_rank_accuracy(shipped, shared_data: Path):
+    """Rank classification of the held-out supervised rows (rebuilt as ``prepare`` splits them) by the shipped
+    fp16 weights matches the ``<task>/rank_acc`` recorded at the end of training (within one row or so, fp16)."""
+    import random
+
+    from text_mpt.pretrain_data import read_supervised, target_strings
+
+    model, tok = shipped
+    meta = json.loads((WEIGHTS / "metadata.json").read_text())
+    d, seed = meta["config"]["data"], meta["config"]["train"]["seed"]
+    per_task = read_supervised(shared_data, d["supervised"], target_strings(shared_data))
+    pairs, tasks = [], []
+    for k, (task, rows) in enumerate(per_task.items()):
+        rows = list(rows)
+        random.Random(seed + k).shuffle(rows)
+        n_ev = max(1, int(len(rows) * d["eval_fraction"]))
+        pairs += rows[:n_ev]
+        tasks += [task] * n_ev
+    items = pretrain.rank_eval_items(tok, pairs, tasks, d["max_target_length"])
+    wrapper = pretrain.T5PretrainModel(model)
+    wrapper.eval()
+    for task in ("sst2", "qnli"):
+        idx = [i for i, t in enumerate(tasks) if t == task and i in items]
+        assert len(idx) == meta["data_stats"]["rank_eval_rows"][task]
+        eos = tok.eos_token_id
+        enc = [ids[: d["max_input_length"] - 1] + [eos] for ids in tok([pairs[i][0] for i in idx], add_special_tokens=False)["input_ids"]]
+        n = max(map(len, enc))
+        ids = torch.tensor([e + [0] * (n - len(e)) for e in enc])
+        scores = wrapper.rank_scores(ids, (ids != 0).long(), [items[i][1] for i in idx])
+        acc = sum(max(range(len(s)), key=s.__getitem__) == items[i][2] for s, i in zip(scores, idx)) / len(idx)
+        assert acc == pytest.approx(meta["final_eval"][f"{task}/rank_acc"], abs=2.5 / len(idx)), task
+    # v2.1 learned its supervised tasks: SST-2 well above the majority share of the same rows
+    assert meta["final_eval"]["sst2/rank_acc"] > meta["final_eval"]["sst2/majority"] + 0.1
