@@ -196,18 +196,27 @@ def data_root(cfg: ClipPretrainConfig) -> Path:
     return Path(cfg.data.root) if cfg.data.root else pd.default_data_root()
 
 
+def load_split(cfg: ClipPretrainConfig, name: str, split: str, max_n: int = 0, seed: int = 0) -> tuple[Tensor, Tensor, list[str]]:
+    """One split of a pretraining dataset: a shared Parquet set, or ``easy_vqa`` (the easy-vqa
+    package's images, captioned by colour and shape)."""
+    size, cache = int(cfg.model["vision_cfg"]["image_size"]), cfg.data.cache_dir or None
+    if name == "easy_vqa":
+        return pd.easy_vqa_captioned(split, size, cache)
+    return pd.load_image_split(data_root(cfg), name, split, size, cache, max_n, seed)
+
+
 def build_datasets(cfg: ClipPretrainConfig) -> tuple[list[pd.CaptionDataset], list[pd.CaptionDataset], list[list[str]]]:
     """Training datasets (one per pretraining dataset), evaluation datasets (one per eval dataset,
     test split subsample) and the class names of each eval dataset."""
     d, size, root = cfg.data, int(cfg.model["vision_cfg"]["image_size"]), data_root(cfg)
     train = []
     for name in d.datasets:
-        imgs, labels, names = pd.load_image_split(root, name, "train", size, d.cache_dir or None, d.max_per_dataset, cfg.train.seed)
+        imgs, labels, names = load_split(cfg, name, "train", d.max_per_dataset, cfg.train.seed)
         train.append(pd.CaptionDataset(imgs, labels, names, d.families.get(name, "generic"), augment=d.augment,
                                        flip=name not in d.no_flip, prefix_prob=d.prefix_prob))
     evals, eval_names = [], []
     for name in d.eval_datasets:
-        imgs, labels, names = pd.load_image_split(root, name, "test", size, d.cache_dir or None, d.eval_per_dataset, 0)
+        imgs, labels, names = load_split(cfg, name, "test", d.eval_per_dataset, 0)
         evals.append(pd.CaptionDataset(imgs, labels, names, captions=False, augment=False))
         eval_names.append(names)
     return train, evals, eval_names
@@ -263,7 +272,7 @@ def zero_shot_report(model: nn.Module, tokenizer: Callable[..., Tensor], cfg: Cl
     report: dict[str, Any] = {"template": ZS_TEMPLATE, "test_split": {}, "fixed_samples": {}}
     for name in list(dict.fromkeys(d.datasets + d.eval_datasets + d.targets)):
         try:
-            imgs, labels, names = pd.load_image_split(root, name, "test", size, d.cache_dir or None)
+            imgs, labels, names = load_split(cfg, name, "test")
         except DataError as e:  # a missing dataset is reported, not fatal
             report["test_split"][name] = {"error": str(e)}
             continue

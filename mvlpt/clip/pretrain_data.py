@@ -45,6 +45,11 @@ TEMPLATES: dict[str, list[str]] = {
         'a photo of the number: "{}".', "a black and white photo of the digit {}.", "a blurry photo of the digit {}.",
         "a {}.", "{}", "an image of the digit {}.", "a scan of a handwritten {}.",
     ],
+    "shape": [
+        "a {}.", "a photo of a {}.", "a drawing of a {}.", "a simple image of a {} on a white background.",
+        "{}", "an image with a {} in it.", "a picture of a {}.", "a computer drawing of a {}.", "there is a {}.",
+        "a flat {} on a plain background.", "a small image of a single {}.",
+    ],
     "clothing": [
         "a photo of a {}.", "a photo of a {}, a type of clothing.", "a photo of the {}.", "a {}.", "{}",
         "a black and white photo of a {}.", "a low resolution photo of a {}.", "an image of a {}.",
@@ -237,3 +242,63 @@ def easy_vqa_shape_sample(n: int = 300, size: int = 32) -> tuple[Tensor, Tensor,
     keep = sorted(label)[:n]
     arr = np.stack([resize_crop(Image.open(paths[i]), size) for i in keep])
     return torch.from_numpy(arr), torch.tensor([label[i] for i in keep], dtype=torch.long), shapes
+
+
+_VQA_COLORS = ("red", "green", "blue", "black", "gray", "teal", "brown", "yellow")
+_VQA_SHAPES = ("circle", "rectangle", "triangle")
+
+
+def easy_vqa_attributes(split: str = "train") -> dict[int, dict[str, str]]:
+    """Colour and shape of each easy-vqa image of ``split``, read off its questions and answers
+    ("what is the blue shape?" → blue + the answer, "what color is ..." → the answer, ...)."""
+    import easy_vqa
+
+    qs, answers, ids = easy_vqa.get_train_questions() if split == "train" else easy_vqa.get_test_questions()
+    attrs: dict[int, dict[str, str]] = {}
+    for q, a, i in zip(qs, answers, ids):
+        d = attrs.setdefault(int(i), {})
+        words = q.rstrip("?").split()
+        if a in _VQA_SHAPES:
+            d["shape"] = a
+        elif a in _VQA_COLORS:
+            d["color"] = a
+        if q.startswith("what is the ") and words[3] in _VQA_COLORS:
+            d["color"] = words[3]
+        if a == "yes":  # "is there a red shape" / "does the image contain a circle"
+            for w in words:
+                if w in _VQA_COLORS and "not" not in words and "no" not in words:
+                    d["color"] = w
+                if w in _VQA_SHAPES and "not" not in words and "no" not in words:
+                    d["shape"] = w
+    return attrs
+
+
+def easy_vqa_captioned(split: str, size: int, cache_dir: str | Path | None = None) -> tuple[Tensor, Tensor, list[str]]:
+    """easy-vqa images of ``split`` as a captioned set: the class of an image is what is known of it
+    ("blue circle", or "blue shape" / "circle" when only one attribute is asked about)."""
+    import easy_vqa
+
+    cache = Path(cache_dir) / f"easy_vqa-{split}-{size}px-captioned.safetensors" if cache_dir else None
+    if cache is not None and cache.is_file():
+        t = load_tensors(cache)
+        return t["images"], t["labels"], json.loads(cache.with_suffix(".json").read_text())
+    attrs = easy_vqa_attributes(split)
+    paths = easy_vqa.get_train_image_paths() if split == "train" else easy_vqa.get_test_image_paths()
+    names: list[str] = []
+    keep, labels = [], []
+    for i in sorted(attrs):
+        a = attrs[i]
+        if not a:
+            continue
+        desc = f"{a['color']} {a['shape']}" if len(a) == 2 else (f"{a['color']} shape" if "color" in a else a["shape"])
+        if desc not in names:
+            names.append(desc)
+        keep.append(i)
+        labels.append(names.index(desc))
+    arr = np.stack([resize_crop(Image.open(paths[i]), size) for i in keep])
+    out = torch.from_numpy(arr), torch.tensor(labels, dtype=torch.long), names
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        save_tensors(cache, {"images": out[0], "labels": out[1]})
+        cache.with_suffix(".json").write_text(json.dumps(names))
+    return out

@@ -89,3 +89,26 @@ def test_pretrain_command_lowers_loss_and_exports(data_root: Path, tmp_path: Pat
 
     acc = zero_shot_accuracy(model, tokenizer, pd.normalize(imgs), labels, names, [pretrain.ZS_TEMPLATE])
     assert acc == pytest.approx(meta["zero_shot"]["fixed_samples"]["sklearn_digits_300"], abs=1e-6)
+
+
+def test_easy_vqa_captions_agree_with_the_answers():
+    """Each captioned easy-vqa image's colour / shape is what its own questions answer."""
+    import easy_vqa
+
+    attrs = pd.easy_vqa_attributes("test")
+    qs, answers, ids = easy_vqa.get_test_questions()
+    checked = 0
+    for q, a, i in zip(qs, answers, ids):
+        d = attrs[int(i)]
+        if q.startswith("what color") or q.startswith("what is the color"):
+            assert d["color"] == a, (q, a, d)
+            checked += 1
+        if q.startswith("what shape") or (q.startswith("what is the ") and q.split()[3] in pd._VQA_COLORS):
+            assert d["shape"] == a, (q, a, d)
+            checked += 1
+    assert checked > 500
+    imgs, labels, names = pd.easy_vqa_captioned("test", 16)
+    assert len(imgs) == len(labels) > 900 and imgs.shape[1:] == (3, 16, 16)
+    assert "blue circle" in names and all(n.split()[-1] in ("circle", "rectangle", "triangle", "shape") for n in names)
+    ds = pd.CaptionDataset(imgs, labels, names, "shape")
+    assert names[int(labels[0])] in ds[0]["caption"]

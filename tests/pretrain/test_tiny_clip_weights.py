@@ -22,7 +22,7 @@ def test_shipped_files_are_fp16_and_small():
     d = weights_dir(TINY_CLIP)
     for name in (f"{TINY_CLIP}.json", WEIGHTS_FILE, METADATA_FILE, "README.md"):
         assert (d / name).is_file(), name
-    assert (d / WEIGHTS_FILE).stat().st_size < 15.5e6
+    assert (d / WEIGHTS_FILE).stat().st_size < 40e6  # issue 12: up to ~40 MB in the package (fp16)
     assert {t.dtype for t in load_tensors(d / WEIGHTS_FILE).values()} == {torch.float16}
     meta = read_metadata()
     assert meta["commit"] and meta["steps"] > 0
