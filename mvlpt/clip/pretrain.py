@@ -208,7 +208,7 @@ def load_split(cfg: ClipPretrainConfig, name: str, split: str, max_n: int = 0, s
 def build_datasets(cfg: ClipPretrainConfig) -> tuple[list[pd.CaptionDataset], list[pd.CaptionDataset], list[list[str]]]:
     """Training datasets (one per pretraining dataset), evaluation datasets (one per eval dataset,
     test split subsample) and the class names of each eval dataset."""
-    d, size, root = cfg.data, int(cfg.model["vision_cfg"]["image_size"]), data_root(cfg)
+    d = cfg.data
     train = []
     for name in d.datasets:
         imgs, labels, names = load_split(cfg, name, "train", d.max_per_dataset, cfg.train.seed)

@@ -86,6 +86,8 @@ def test_a_weight_change_empties_the_cache(backbone):
         a = tower.encode(x)
         w = model.visual.proj
         w.mul_(2.0)
+        misses = cache.misses
         b = tower.encode(x)
+        assert cache.misses == misses + 2  # recomputed, not served from before the change
         w.div_(2.0)
     torch.testing.assert_close(b, a * 2.0, atol=1e-5, rtol=1e-5)
