@@ -121,6 +121,20 @@ def is_contaminated(record: Any, targets: set[tuple[str, ...]]) -> bool:
         any(tuple(_words(s)) in targets for s in texts)
 
 
+def _clean_rows(path: Path, what: str, key: str, exclude: set[tuple[str, ...]] | None,
+                dropped: dict[str, int] | None) -> list[dict[str, Any]]:
+    """The JSON Lines records of ``path`` that share no n-gram of ``exclude``; how many were left out
+    goes to ``dropped[key]``."""
+    if not path.is_file():
+        raise DataError(f"{what} file not found: {path} (set data.root or $MVLPT_SHARED_DATA)")
+    with path.open() as f:
+        records = [json.loads(line) for line in f if line.strip()]
+    kept = [r for r in records if not is_contaminated(r, exclude or set())]
+    if dropped is not None:
+        dropped[key] = len(records) - len(kept)
+    return kept
+
+
 def read_texts(root: str | Path, files: Sequence[str], exclude: set[tuple[str, ...]] | None = None,
                dropped: dict[str, int] | None = None) -> list[str]:
     """One text per record (its strings joined by spaces) from each JSON Lines file; records holding
@@ -128,14 +142,7 @@ def read_texts(root: str | Path, files: Sequence[str], exclude: set[tuple[str, .
     texts = []
     check_files(files)
     for rel in files:
-        path = Path(root) / rel
-        if not path.is_file():
-            raise DataError(f"text file not found: {path} (set data.root or $MVLPT_SHARED_DATA)")
-        with path.open() as f:
-            records = [json.loads(line) for line in f if line.strip()]
-        kept = [r for r in records if not is_contaminated(r, exclude or set())]
-        if dropped is not None:
-            dropped[rel] = len(records) - len(kept)
+        kept = _clean_rows(Path(root) / rel, "text", rel, exclude, dropped)
         texts += [" ".join(record_text(r)) for r in kept]
     return [t for t in texts if t]
 
@@ -232,14 +239,7 @@ def read_supervised(root: str | Path, tasks: Sequence[str], exclude: set[tuple[s
     check_supervised(tasks)
     out: dict[str, list[tuple[str, str]]] = {}
     for task in tasks:
-        path = supervised_file(root, task)
-        if not path.is_file():
-            raise DataError(f"supervised file not found: {path} (set data.root or $MVLPT_SHARED_DATA)")
-        with path.open() as f:
-            rows = [json.loads(line) for line in f if line.strip()]
-        kept = [r for r in rows if not is_contaminated(r, exclude or set())]
-        if dropped is not None:
-            dropped[task] = len(rows) - len(kept)
+        kept = _clean_rows(supervised_file(root, task), "supervised", task, exclude, dropped)
         out[task] = [p for r in kept for p in supervised_pair(task, r)]
     return out
 

@@ -268,7 +268,7 @@ def prototype_accuracy(train_feats: Tensor, train_labels: Tensor, test_feats: Te
 
 def zero_shot_report(model: nn.Module, tokenizer: Callable[..., Tensor], cfg: ClipPretrainConfig) -> dict[str, Any]:
     """Zero-shot test accuracy (generic and dataset template) on sources, targets and the fixed samples."""
-    size, root, d = int(cfg.model["vision_cfg"]["image_size"]), data_root(cfg), cfg.data
+    size, d = int(cfg.model["vision_cfg"]["image_size"]), cfg.data
     report: dict[str, Any] = {"template": ZS_TEMPLATE, "test_split": {}, "fixed_samples": {}}
     for name in list(dict.fromkeys(d.datasets + d.eval_datasets + d.targets)):
         try:
@@ -288,7 +288,7 @@ def zero_shot_report(model: nn.Module, tokenizer: Callable[..., Tensor], cfg: Cl
         }
         if name in d.targets:  # image-feature quality: nearest class mean on K training images per class
             try:
-                tr_imgs, tr_labels, _ = pd.load_image_split(root, name, "train", size, d.cache_dir or None)
+                tr_imgs, tr_labels, _ = load_split(cfg, name, "train")
             except DataError:  # no train split: zero-shot only
                 continue
             model.eval()
