@@ -27,8 +27,20 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+TIMEOUT = 900  # a hang guard only: tests synchronise on files written by the child, never on the clock
+
+
 def _run(args, **kw):
-    return subprocess.run([sys.executable, SCRIPT, *args], env=ENV, capture_output=True, text=True, timeout=180, **kw)
+    return subprocess.run([sys.executable, SCRIPT, *args], env=ENV, capture_output=True, text=True, timeout=TIMEOUT, **kw)
+
+
+def _wait_for(path: Path, proc: subprocess.Popen) -> None:
+    """Block until the child wrote ``path`` (it then waits for our signal); fail if it exited first."""
+    deadline = time.monotonic() + TIMEOUT
+    while not path.exists():
+        assert proc.poll() is None, f"child exited with {proc.returncode} before {path.name}: {proc.communicate()}"
+        assert time.monotonic() < deadline, f"no {path} after {TIMEOUT} s"
+        time.sleep(0.02)
 
 
 def _prompts(run_dir, step):
@@ -45,7 +57,7 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
     assert single.returncode == 0, single.stderr
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", str(_free_port()),
            SCRIPT, str(tmp_path / "two"), "batch_size=4", "max_steps=6", "eval_every=3"]
-    two = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=240)
+    two = subprocess.run(cmd, env=ENV, capture_output=True, text=True, timeout=TIMEOUT)
     assert two.returncode == 0, two.stderr[-3000:]
     a, b = _prompts(tmp_path / "one", 6), _prompts(tmp_path / "two", 6)
     for k in a:
@@ -61,11 +73,11 @@ def test_two_gloo_ranks_match_one_process(tmp_path):
 def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
     ref = _run([str(tmp_path / "ref")])
     assert ref.returncode == 0, ref.stderr
-    proc = subprocess.Popen([sys.executable, SCRIPT, str(tmp_path / "crash"), "sleep_per_step=0.25"], env=ENV,
+    # the child blocks inside step 8 (after the step-6 checkpoint) until it is killed
+    proc = subprocess.Popen([sys.executable, SCRIPT, str(tmp_path / "crash"), "pause_at=8"], env=ENV,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 120
-    while time.time() < deadline and not (tmp_path / "crash" / "checkpoints" / "step_6").is_dir():
-        time.sleep(0.05)
+    _wait_for(tmp_path / "crash" / "paused", proc)
+    assert (tmp_path / "crash" / "checkpoints" / "step_6").is_dir()
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
@@ -78,20 +90,17 @@ def test_sigkill_mid_run_then_resume_equals_uninterrupted(tmp_path):
 
 
 def test_ctrl_c_writes_a_checkpoint_before_exiting(tmp_path):
-    proc = subprocess.Popen([sys.executable, SCRIPT, str(tmp_path / "run"), "sleep_per_step=0.3", "save_every=100",
+    # the child blocks inside step 4 (3 steps done, no checkpoint yet) until SIGINT
+    proc = subprocess.Popen([sys.executable, SCRIPT, str(tmp_path / "run"), "pause_at=4", "save_every=100",
                              "max_steps=200"], env=ENV, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while time.time() < deadline:
-        rows = read_metrics(tmp_path / "run") if (tmp_path / "run" / "metrics.jsonl").exists() else []
-        if len(rows) >= 3:
-            break
-        time.sleep(0.05)
+    _wait_for(tmp_path / "run" / "paused", proc)
+    assert ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints") is None
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=60)
+    out, err = proc.communicate(timeout=TIMEOUT)
     assert proc.returncode != 0
     assert "interrupted: writing a checkpoint at step" in out
     latest = ckpt.latest_checkpoint(tmp_path / "run" / "checkpoints")
-    assert latest is not None and int(latest.name.split("_")[1]) >= 3
+    assert latest is not None and latest.name == "step_3"
 
 
 def test_crash_during_checkpoint_write_keeps_previous_loadable(tmp_path, monkeypatch):
