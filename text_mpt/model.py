@@ -15,10 +15,18 @@ Distillation signals (source stage):
 
 The task loss is the teacher-forced cross-entropy of the gold answer (mean over its tokens,
 then over the batch), read off the same decoder pass that scores the candidates.
+
+Candidate scoring runs the encoder once per input. The decoder runs over ``B × C`` candidate rows,
+but the encoder states are not copied per candidate: every decoder layer's cross-attention keys and
+values are projected once per input and handed to the decoder as a filled cross-attention cache
+(:func:`shared_cross_cache`), so the projections — the bulk of a short answer's decoder cost — are
+not repeated ``C`` times either. The result equals decoding repeated encoder states (float tolerance).
 """
 
 from __future__ import annotations
 
+import functools
+import inspect
 import re
 from typing import Any, Mapping, Sequence
 
@@ -32,6 +40,43 @@ from mvlpt.core.task_model import StepOutput, TaskModel
 
 from .metrics import compute_metrics
 from .tasks import TaskSpec
+
+
+def cross_attentions(backbone: nn.Module) -> list[nn.Module] | None:
+    """The decoder layers' cross-attention modules (``T5Attention``), or None for another architecture."""
+    try:
+        mods = [blk.layer[1].EncDecAttention for blk in backbone.get_decoder().block]
+    except (AttributeError, IndexError, TypeError):
+        return None
+    return mods if all(hasattr(m, "k") and hasattr(m, "v") and hasattr(m, "key_value_proj_dim") for m in mods) else None
+
+
+def shared_cross_cache(backbone: nn.Module, hidden: Tensor, repeats: int) -> Any | None:
+    """An ``EncoderDecoderCache`` whose cross-attention part holds, for every decoder layer, the keys and
+    values of ``hidden`` ``(B, n, h)`` projected **once** per input and repeated for ``repeats`` decoder
+    rows per input (candidate-minor, as ``repeat_interleave``); marked as filled, so the decoder does not
+    project the encoder states again. None where the backbone or library does not allow it."""
+    mods = cross_attentions(backbone)
+    if mods is None:
+        return None
+    try:
+        from transformers.cache_utils import DynamicCache, EncoderDecoderCache
+    except ImportError:
+        return None
+    cache = EncoderDecoderCache(DynamicCache(), DynamicCache())
+    b, n = hidden.shape[:2]
+    for i, attn in enumerate(mods):
+        k = attn.k(hidden).view(b, n, -1, attn.key_value_proj_dim).transpose(1, 2)
+        v = attn.v(hidden).view(b, n, -1, attn.key_value_proj_dim).transpose(1, 2)
+        cache.cross_attention_cache.update(k.repeat_interleave(repeats, 0), v.repeat_interleave(repeats, 0), i)
+        cache.is_updated[i] = True
+    return cache
+
+
+@functools.lru_cache(maxsize=None)
+def _cache_kwarg(model_type: type) -> str:
+    """``cache`` (transformers 5) or ``past_key_values`` (4.x)."""
+    return "cache" if "cache" in inspect.signature(model_type.forward).parameters else "past_key_values"
 
 
 def normalize_answer(text: str) -> str:
@@ -103,7 +148,26 @@ class PromptedT5(TaskModel):
         b, c, l = ids.shape
         flat = ids.reshape(b * c, l)
         dec_in = self.backbone._shift_right(flat)
-        logits = self.decoder_logits(hidden.repeat_interleave(c, 0), mask.repeat_interleave(c, 0), dec_in)
+        cache = shared_cross_cache(self.backbone, hidden, c) if c > 1 else None
+        if c == 1:  # one answer per input: the encoder states as they are, no copy
+            logits = self.decoder_logits(hidden, mask, dec_in)
+        elif cache is None:  # another architecture: the states repeated per candidate
+            logits = self.decoder_logits(hidden.repeat_interleave(c, 0), mask.repeat_interleave(c, 0), dec_in)
+        else:  # the decoder reads the cached projections; the states are only a shape here (a stride-0 view)
+            shape_only = hidden.new_zeros(()).expand(b * c, *hidden.shape[1:])
+            logits = self.backbone(encoder_outputs=BaseModelOutput(last_hidden_state=shape_only),
+                                   attention_mask=mask.repeat_interleave(c, 0), decoder_input_ids=dec_in,
+                                   use_cache=True, **{_cache_kwarg(type(self.backbone)): cache}).logits
+        logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, flat.unsqueeze(-1)).squeeze(-1)
+        return logp.reshape(b, c, l) * ids_mask.reshape(b, c, l)
+
+    def answer_logprobs_repeated(self, hidden: Tensor, mask: Tensor, ids: Tensor, ids_mask: Tensor) -> Tensor:
+        """:meth:`answer_logprobs` the straightforward way (encoder states repeated per candidate): the
+        reference of the exactness tests."""
+        b, c, l = ids.shape
+        flat = ids.reshape(b * c, l)
+        logits = self.decoder_logits(hidden.repeat_interleave(c, 0), mask.repeat_interleave(c, 0),
+                                     self.backbone._shift_right(flat))
         logp = torch.log_softmax(logits.float(), dim=-1).gather(-1, flat.unsqueeze(-1)).squeeze(-1)
         return logp.reshape(b, c, l) * ids_mask.reshape(b, c, l)
 

@@ -8,12 +8,20 @@ exact for any input pipeline (an augmented image simply misses) and shared by ev
 :class:`~mvlpt.clip.vision_tower.VisionTower` view of one backbone (it lives on the ``visual``
 module). It is used only when it cannot change a result: the tower is in eval mode, no gradient
 can flow into it, and the input is on the CPU (on a GPU the forward is cheaper than the copy).
-A change of the tower's weights (any in-place update bumps a tensor's version) empties it.
+A change of the tower's weights (any in-place update bumps a tensor's version) empties it. Rows are
+also keyed by the autocast state (a bf16 feature is not served to an fp32 forward).
+
+:class:`BatchMemo` is the device-independent part: the features of the **last batch tensor** a
+frozen tower encoded without prompts, keyed by that tensor's identity and version, the weights and
+the autocast state. In a source stage the student and the CoOp teacher encode the same batch tensor
+one after the other, so on any device (also where the pixel cache is off) the image tower runs once
+per step for both; the pixel cache also skips re-hashing such a batch.
 """
 
 from __future__ import annotations
 
 import hashlib
+import weakref
 from typing import Callable
 
 import torch
@@ -21,6 +29,71 @@ from torch import Tensor, nn
 
 #: attribute of the ``visual`` module holding its cache
 ATTR = "_mvlpt_feature_cache"
+#: attribute of the ``visual`` module holding its last-batch memo
+MEMO_ATTR = "_mvlpt_batch_memo"
+
+
+def weights_generation(module: nn.Module) -> tuple[int, ...]:
+    """Identity and version of every parameter and buffer: changes with any in-place update or replacement."""
+    return tuple(x for t in (*module.parameters(), *module.buffers()) for x in (id(t), t._version))
+
+
+def autocast_state(device_type: str) -> tuple[bool, torch.dtype | None]:
+    """Whether autocast is on for ``device_type`` and its dtype."""
+    on = torch.is_autocast_enabled(device_type)
+    return on, torch.get_autocast_dtype(device_type) if on else None
+
+
+def frozen_input(visual: nn.Module, images: Tensor) -> bool:
+    """Whether the prompt-free features are a fixed function of ``images``: eval mode (no dropout) and no
+    gradient into the tower or the pixels."""
+    if visual.training or images.requires_grad:
+        return False
+    return not (torch.is_grad_enabled() and any(p.requires_grad for p in visual.parameters()))
+
+
+class BatchMemo:
+    """The prompt-free features of the last batch tensor a frozen tower encoded (any device)."""
+
+    def __init__(self) -> None:
+        self.ref: weakref.ref | None = None
+        self.key: tuple | None = None
+        self.value: Tensor | None = None
+        self.hits = 0
+        self.misses = 0
+
+    def _key(self, visual: nn.Module, images: Tensor) -> tuple:
+        return (images._version, tuple(images.shape), images.dtype, images.device,
+                autocast_state(images.device.type), weights_generation(visual))
+
+    def lookup(self, visual: nn.Module, images: Tensor) -> Tensor | None:
+        """The remembered features if ``images`` is the last batch tensor, unchanged, under the same weights."""
+        if self.ref is not None and self.ref() is images and self.key == self._key(visual, images):
+            self.hits += 1
+            return self.value
+        return None
+
+    def store(self, visual: nn.Module, images: Tensor, value: Tensor) -> Tensor:
+        self.misses += 1
+        self.ref, self.key, self.value = weakref.ref(images), self._key(visual, images), value.detach()
+        return self.value
+
+    def encode(self, visual: nn.Module, images: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        """``fn(images)`` (under ``no_grad``), or the features remembered for this very tensor."""
+        hit = self.lookup(visual, images)
+        if hit is not None:
+            return hit
+        with torch.no_grad():
+            return self.store(visual, images, fn(images))
+
+
+def memo_of(visual: nn.Module) -> BatchMemo:
+    """The last-batch memo attached to ``visual`` (created on first use)."""
+    memo = getattr(visual, MEMO_ATTR, None)
+    if memo is None:
+        memo = BatchMemo()
+        object.__setattr__(visual, MEMO_ATTR, memo)
+    return memo
 
 
 class FeatureCache:
@@ -32,16 +105,26 @@ class FeatureCache:
         self.generation: tuple[int, ...] | None = None
         self.hits = 0
         self.misses = 0
+        self._last: tuple[weakref.ref, int, list[bytes]] | None = None
 
     @staticmethod
     def usable(visual: nn.Module, images: Tensor) -> bool:
-        """Whether caching cannot change the result: CPU input, eval mode, no gradient into the tower."""
-        if images.device.type != "cpu" or visual.training:
-            return False
-        return not (torch.is_grad_enabled() and any(p.requires_grad for p in visual.parameters()))
+        """Whether caching cannot change the result: CPU input, eval mode, no gradient into the tower or pixels."""
+        return images.device.type == "cpu" and frozen_input(visual, images)
+
+    def _keys(self, images: Tensor) -> list[bytes]:
+        """Row keys (autocast state + pixel hash); the last tensor's are remembered (not hashed again)."""
+        last = self._last
+        if last is not None and last[0]() is images and last[1] == images._version:
+            return last[2]
+        state = repr(autocast_state("cpu")).encode()
+        flat = images.detach().contiguous().reshape(len(images), -1)
+        keys = [state + hashlib.blake2b(row.numpy().tobytes(), digest_size=16).digest() for row in flat]
+        self._last = (weakref.ref(images), images._version, keys)
+        return keys
 
     def _check_generation(self, visual: nn.Module) -> None:
-        gen = tuple(p._version for p in visual.parameters())
+        gen = weights_generation(visual)
         if gen != self.generation:
             self.rows.clear()
             self.generation = gen
@@ -49,8 +132,7 @@ class FeatureCache:
     def encode(self, visual: nn.Module, images: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
         """``fn(images)``, computing only the rows not seen before."""
         self._check_generation(visual)
-        flat = images.detach().contiguous().reshape(len(images), -1)
-        keys = [hashlib.blake2b(row.numpy().tobytes(), digest_size=16).digest() for row in flat]
+        keys = self._keys(images)
         missing = [i for i, k in enumerate(keys) if k not in self.rows]
         self.hits += len(keys) - len(missing)
         self.misses += len(missing)

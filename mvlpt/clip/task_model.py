@@ -8,8 +8,14 @@ parameter groups train. All CLIP weights are frozen; the frozen towers only comp
 gradients with respect to their prompt inputs.
 
 A step encodes the images once (with each sample's own visual prompts), encodes the class
-prompts of the tasks present in the batch once, and scores every sample only against its own
-task's classes (:mod:`.scoring`). VQA tasks are scored as described in :mod:`.vqa`.
+prompts of all the tasks present in the batch in one text-tower call, and scores every sample only
+against its own task's classes (:mod:`.scoring`). VQA tasks are scored as described in :mod:`.vqa`.
+
+Frozen work is not repeated: prompt-free image features are shared by every task model of one
+backbone for the same batch tensor (the CoOp teacher of a source stage reads the student's,
+:mod:`.feature_cache`), class-text features without a learned context (VPT) are computed once per
+task while the weights and autocast state stay the same, and a step reads the batch's task ids to
+the host once (the teacher not at all).
 """
 
 from __future__ import annotations
@@ -27,7 +33,8 @@ from mvlpt.core.task_model import Batch, StepOutput, TaskModel, count_trainable
 
 from .prompt_config import CLIPPromptConfig
 from .prompt_set import BackboneDims, Prompts, build_prompt_set
-from .scoring import ClassLayout, batch_loss, make_records, score_batch, task_metrics
+from .feature_cache import autocast_state, weights_generation
+from .scoring import ClassLayout, batch_loss, make_records, present_tasks, score_batch, task_metrics
 from .tasks import TaskInfo, check_tasks
 from .text_prompt import ClassTextBank, PromptedTexts, start_offset, tokenize
 from .text_tower import TextTower
@@ -96,7 +103,8 @@ class CLIPTaskModel(TaskModel):
             {k: (self._class_texts(t, n_ctx), list(t.classnames)) for k, t in enumerate(self.tasks)
              if t.task_type == "classification"})
         self.pair_texts = PromptedTexts(self.text_tower, tokenizer, n_ctx, "end")
-        self._frozen_text: dict[tuple[int, str], Tensor] = {}
+        self._frozen_text: dict[tuple[int, str, tuple], Tensor] = {}
+        self._frozen_generation: tuple[int, ...] | None = None
         self._eval_text: dict[int, Tensor] = {}
 
     # ------------------------------------------------------------------ construction helpers
@@ -151,24 +159,57 @@ class CLIPTaskModel(TaskModel):
             return float(self.cfg.logit_scale)
         return self.clip.logit_scale.exp().float()
 
-    def _prompts(self, task_ids: Tensor) -> tuple[Tensor, Prompts]:
-        uniq, inverse = torch.unique(task_ids, return_inverse=True)
-        prompts = self.prompt_set(uniq) if self.prompt_modules() else Prompts()
-        return uniq, Prompts(text=prompts.text, visual=prompts.visual[inverse] if prompts.visual is not None else None)
+    def _prompts(self, task_ids: Tensor) -> Prompts:
+        """Text prompts of every prompt slot ``(n_slots, ...)`` and visual prompts per sample. All slots are
+        computed (a few small tensors; no host-to-device index per step): an absent task's rows get zero
+        gradients, as when only the present tasks were computed."""
+        if not self.prompt_modules():
+            return Prompts()
+        n_slots = 1 if self.cfg.shared_prompt else len(self.tasks)
+        prompts = self.prompt_set(torch.arange(n_slots, device=task_ids.device))
+        rows = torch.zeros_like(task_ids) if self.cfg.shared_prompt else task_ids
+        return Prompts(text=prompts.text, visual=prompts.visual[rows] if prompts.visual is not None else None)
+
+    def _check_frozen_text(self) -> None:
+        """Forget the frozen class-text features when the backbone's weights changed."""
+        gen = weights_generation(self.clip)
+        if gen != self._frozen_generation:
+            self._frozen_text.clear()
+            self._frozen_generation = gen
+
+    def _frozen_class_features(self, k: int) -> Tensor:
+        """Class-text features without a learned context: computed once per (task, device, autocast state)
+        and kept until the backbone's weights change (:meth:`_check_frozen_text`)."""
+        device = self.clip.logit_scale.device
+        key = (k, str(device), autocast_state(device.type))
+        if key not in self._frozen_text:
+            with torch.no_grad():
+                self._frozen_text[key] = self.class_texts.features(k, None).detach()
+        return self._frozen_text[key]
 
     def _class_features(self, k: int, ctx: Tensor | None) -> Tensor:
-        ckpt = self.cfg.checkpointing
-        if ctx is None:  # nothing trainable on the text side: encode once
-            key = (k, str(self.clip.logit_scale.device))
-            if key not in self._frozen_text:
-                with torch.no_grad():
-                    self._frozen_text[key] = self.class_texts.features(k, None).detach()
-            return self._frozen_text[key]
-        if not self.training and not torch.is_grad_enabled():
-            if k not in self._eval_text:
-                self._eval_text[k] = self.class_texts.features(k, ctx)
-            return self._eval_text[k]
-        return self.class_texts.features(k, ctx, ckpt)
+        return self._class_features_many([k], {k: ctx} if ctx is not None else {})[k]
+
+    def _class_features_many(self, tasks: Sequence[int], ctx: Mapping[int, Tensor]) -> dict[int, Tensor]:
+        """Class-text features of ``tasks``; those with a learned context come from one text-tower call."""
+        out: dict[int, Tensor] = {}
+        todo: dict[int, Tensor] = {}
+        cached = not self.training and not torch.is_grad_enabled()
+        if any(k not in ctx for k in tasks):
+            self._check_frozen_text()
+        for k in tasks:
+            if k not in ctx:  # nothing trainable on the text side: encode once
+                out[k] = self._frozen_class_features(k)
+            elif cached and k in self._eval_text:
+                out[k] = self._eval_text[k]
+            else:
+                todo[k] = ctx[k]
+        if todo:
+            new = self.class_texts.features_many(todo, self.cfg.checkpointing and not cached)
+            if cached:
+                self._eval_text.update(new)
+            out.update(new)
+        return out
 
     def _pair_features(self, k: int, questions: list[str], ctx: Tensor | None) -> Tensor:
         task = self.tasks[k]
@@ -189,13 +230,19 @@ class CLIPTaskModel(TaskModel):
     def _task_prompts(self, task_ids: Tensor) -> tuple[Prompts, dict[int, Tensor]]:
         """The samples' prompts and the text context of each task present (``shared_prompt``: prompt 0
         for every sample and every task's class texts)."""
+        prompts = self._prompts(task_ids)
+        if prompts.text is None:
+            return prompts, {}
         if self.cfg.shared_prompt:
-            _, prompts = self._prompts(torch.zeros_like(task_ids))
-            ctx = {k: prompts.text[0] for k in range(len(self.tasks))} if prompts.text is not None else {}
-        else:
-            uniq, prompts = self._prompts(task_ids)
-            ctx = {int(k): prompts.text[i] for i, k in enumerate(uniq.tolist())} if prompts.text is not None else {}
-        return prompts, ctx
+            return prompts, {k: prompts.text[0] for k in range(len(self.tasks))}
+        return prompts, {k: prompts.text[k] for k in present_tasks(task_ids)}
+
+    def _scored_tasks(self, task_ids: Tensor) -> list[int]:
+        """The classification tasks whose class texts a batch is scored against."""
+        present = present_tasks(task_ids)
+        if self.layout.union:
+            return self.layout.union_tasks if any(self.layout.is_classification[k] for k in present) else []
+        return [k for k in present if self.layout.is_classification[k]]
 
     def _forward(self, batch: Batch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         task_ids = batch["task_ids"]
@@ -206,9 +253,9 @@ class CLIPTaskModel(TaskModel):
                 img = self.vision_tower.encode(batch["images"])
         else:
             img = self.vision_tower.encode(batch["images"], prompts.visual, self.cfg.checkpointing)
+        feats = self._class_features_many(self._scored_tasks(task_ids), ctx)
         logits, target, valid = score_batch(
-            self.layout, batch, img, self.logit_scale,
-            lambda k: self._class_features(k, ctx.get(k)),
+            self.layout, batch, img, self.logit_scale, feats.__getitem__,
             lambda k, qs: self._pair_features(k, qs, ctx.get(k)))
         return logits, img.float(), target, valid
 

@@ -9,7 +9,10 @@ the class text is the task's own template (``"a photo of a {}."``).
 The fixed tokens of every class (start, name, full stop, end-of-text) are tokenised and
 embedded once (:class:`ClassTextBank`, non-persistent buffers) and trimmed to the longest
 prompt of the task. At each step the context is scattered in with one ``gather``
-(:func:`assemble`), and the frozen text transformer reads the end-of-text token.
+(:func:`assemble`), and the frozen text transformer reads the end-of-text token. The class prompts
+of all the tasks a step needs go through the tower in **one** call (:meth:`ClassTextBank.features_many`):
+each task's prompts are padded at the end to the longest, which the causal mask makes invisible to
+every end-of-text token, so the features equal the per-task calls to float tolerance.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mvlpt.core.errors import ConfigError
@@ -120,6 +124,19 @@ class PromptedTexts:
         x = assemble(parts["fixed"], parts["index"], ctx)
         return self.tower.encode(x, parts["pool"], use_checkpoint)
 
+    def encode_many(self, parts: Sequence[dict[str, Tensor]], ctxs: Sequence[Tensor],
+                    use_checkpoint: bool = False) -> list[Tensor]:
+        """:meth:`encode` of several prepared text sets (each with its context) in one tower call:
+        the assembled embeddings are zero-padded at the end to the longest set and stacked; the causal
+        mask keeps the padding out of every end-of-text feature."""
+        if len(parts) == 1:
+            return [self.encode(parts[0], ctxs[0], use_checkpoint)]
+        xs = [assemble(p["fixed"], p["index"], c) for p, c in zip(parts, ctxs)]
+        n = max(x.shape[1] for x in xs)
+        x = torch.cat([F.pad(x, (0, 0, 0, n - x.shape[1])) if x.shape[1] < n else x for x in xs])
+        out = self.tower.encode(x, torch.cat([p["pool"] for p in parts]), use_checkpoint)
+        return list(out.split([t.shape[0] for t in xs]))
+
 
 class ClassTextBank(nn.Module):
     """Cached fixed parts of every classification task's class prompts (non-persistent buffers).
@@ -147,6 +164,15 @@ class ClassTextBank(nn.Module):
         if ctx is not None and ctx.dim() == 3:  # class-specific context: first C rows
             ctx = ctx[: parts["ids"].shape[0]]
         return self.encoder.encode(parts, ctx, use_checkpoint)
+
+    def features_many(self, ctxs: dict[int, Tensor], use_checkpoint: bool = False) -> dict[int, Tensor]:
+        """:meth:`features` of every task in ``ctxs`` (``{task: context}``) from **one** text-tower call."""
+        tasks = list(ctxs)
+        parts = [self.parts(k) for k in tasks]
+        if any("fixed" not in p for p in parts):  # no splicing possible: the towers' own path, per task
+            return {k: self.features(k, ctxs[k], use_checkpoint) for k in tasks}
+        cs = [c[: p["ids"].shape[0]] if c.dim() == 3 else c for p, c in zip(parts, (ctxs[k] for k in tasks))]
+        return dict(zip(tasks, self.encoder.encode_many(parts, cs, use_checkpoint)))
 
 
 class CoOpPrompts(PromptSet):

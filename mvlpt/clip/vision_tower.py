@@ -19,12 +19,14 @@ open_clip's ``encode_image`` exactly.
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 from torch import Tensor, nn
 
 from mvlpt.core.errors import ConfigError, ShapeMismatchError
 
-from .feature_cache import FeatureCache, cache_of
+from .feature_cache import FeatureCache, cache_of, frozen_input, memo_of
 from .text_tower import run_blocks
 
 
@@ -70,8 +72,12 @@ class VisionTower:
             prompts: ``None``, shallow ``(B, l, d)`` or deep ``(B, L, l, d)`` prompt tokens.
             use_checkpoint: activation checkpointing in the blocks.
         """
-        if prompts is None and FeatureCache.usable(self.visual, images):
-            return cache_of(self.visual).encode(self.visual, images, lambda x: self._encode(x, None, False))
+        if prompts is None and frozen_input(self.visual, images):
+            # prompt-free, frozen: the same for every task model of this backbone (teacher and student)
+            frozen = lambda x: self._encode(x, None, False)  # noqa: E731
+            if FeatureCache.usable(self.visual, images):
+                return cache_of(self.visual).encode(self.visual, images, frozen)
+            return memo_of(self.visual).encode(self.visual, images, frozen)
         return self._encode(images, prompts, use_checkpoint)
 
     def _encode(self, images: Tensor, prompts: Tensor | None, use_checkpoint: bool) -> Tensor:
@@ -84,7 +90,7 @@ class VisionTower:
         x = self._embed(images)
         b = x.shape[0]
         n_prompt = 0
-        hook = None
+        hook: Callable[[int, Tensor], Tensor] | None = None
         if prompts is not None:
             deep = prompts.dim() == 4
             if prompts.shape[0] != b or prompts.shape[-1] != self.width or (deep and prompts.shape[1] != self.layers):
@@ -95,10 +101,11 @@ class VisionTower:
             first = prompts[:, 0] if deep else prompts
             x = torch.cat([x[:, :1], first, x[:, 1:]], dim=1)
             if deep:
-                def hook(i: int, t: Tensor) -> Tensor:
+                def deep_prompts(i: int, t: Tensor) -> Tensor:
                     if i == 0:
                         return t
                     return torch.cat([t[:, :1], prompts[:, i], t[:, 1 + n_prompt:]], dim=1)
+                hook = deep_prompts
         x = run_blocks(v.transformer, x, None, use_checkpoint, before_block=hook)
         if n_prompt:
             x = torch.cat([x[:, :1], x[:, 1 + n_prompt:]], dim=1)

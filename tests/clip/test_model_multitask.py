@@ -49,20 +49,20 @@ def test_mixed_task_logits_are_masked_with_minus_inf(backbone):
 def test_class_prompts_encoded_once_per_task_present(backbone):
     model, tok, _ = backbone
     m = CLIPTaskModel(model, tok, TASKS, pc("coop"), "source")
-    calls: list[int] = []
-    orig = m.class_texts.features
-    m.class_texts.features = lambda k, ctx, ckpt=False: (calls.append(k), orig(k, ctx, ckpt))[1]
+    calls: list[list[int]] = []  # the tasks of each text-tower call
+    orig = m.class_texts.features_many
+    m.class_texts.features_many = lambda ctxs, ckpt=False: (calls.append(sorted(ctxs)), orig(ctxs, ckpt))[1]
     m.step(make_batch([0, 0, 2, 2, 0, 2, 0, 0], [0, 1, 2, 3, 1, 0, 2, 2]))
-    assert sorted(calls) == [0, 2]  # task 1 absent; each present task once, not once per image
+    assert calls == [[0, 2]]  # task 1 absent; the present tasks together once, not once per image or task
     calls.clear()
     m.eval()
     for seed in range(3):  # evaluation: prompts are fixed, so class features are encoded once per pass
         m.predict(make_batch([1, 1], [0, 1], seed))
-    assert calls == [1]
+    assert calls == [[1]]
     m.train()  # switching mode drops the cache (prompts may have changed)
     m.eval()
     m.predict(make_batch([1], [0]))
-    assert calls == [1, 1]
+    assert calls == [[1], [1]]
 
 
 def test_parameter_counts_per_task(backbone):
