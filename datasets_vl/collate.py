@@ -20,13 +20,16 @@ def collate_vl(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
     * ``answer_scores``: FloatTensor (B, A_max) dense, zero-padded; A_max = the largest
       ``num_answers`` (or answer index + 1) in the batch; only present if a sample has scores
     * ``skipped``: list of ``{"task_id", "file", "error", "in_worker"}`` for unreadable images
-      replaced in this batch (see :func:`datasets_vl.robust.absorb_skipped`); usually empty
+      replaced or left out in this batch (see :func:`datasets_vl.robust.absorb_skipped`); usually empty
+    * ``unscored``: BoolTensor (B,), only when every sample of the batch is an unreadable
+      placeholder (evaluation splits): the rows are kept (a batch is never empty) and must not be scored
 
-    ``None`` samples are dropped.
+    ``None`` samples and unreadable placeholders (``sample["unreadable"]``) are dropped.
     """
-    rows = [s for s in samples if s is not None]
-    if not rows:
+    given = [s for s in samples if s is not None]
+    if not given:
         raise DataError("collate_vl: the batch is empty (every sample was None)")
+    rows = [s for s in given if not s.get("unreadable")] or given
     images = torch.stack([torch.as_tensor(s["image"], dtype=torch.float32) for s in rows])
     batch: dict[str, Any] = {
         "images": images,
@@ -45,5 +48,7 @@ def collate_vl(samples: Sequence[dict[str, Any] | None]) -> dict[str, Any]:
             for a, v in (sc or {}).items():
                 dense[r, int(a)] = float(v)
         batch["answer_scores"] = dense
-    batch["skipped"] = [dict(e, task_id=int(s.get("task_id", 0))) for s in rows for e in s.get("skipped", ())]
+    batch["skipped"] = [dict(e, task_id=int(s.get("task_id", 0))) for s in given for e in s.get("skipped", ())]
+    if rows[0].get("unreadable"):
+        batch["unscored"] = torch.ones(len(rows), dtype=torch.bool)
     return batch

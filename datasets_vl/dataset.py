@@ -6,6 +6,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any, Callable, Literal, Sequence
 
+from PIL import Image
 from torch.utils.data import Dataset
 
 from .errors import DataError
@@ -13,6 +14,12 @@ from .robust import UnreadableImage, UnreadableTracker, decode_image, fetch_robu
 
 TaskType = Literal["classification", "vqa"]
 Transform = Callable[[Any], Any]
+OnUnreadable = Literal["replace", "skip"]
+_ACTIONS = {"replace": "replaced by the next readable one", "skip": "skipped (not scored, not counted in n)"}
+
+
+def _tracker(name: str, max_fraction: float, size: int, mode: str) -> UnreadableTracker:
+    return UnreadableTracker(name, max_fraction, size=size, action=_ACTIONS[mode])
 
 
 class VLDataset(Dataset):
@@ -22,7 +29,9 @@ class VLDataset(Dataset):
     an HF ``{"bytes", "path"}`` dict, a PIL image); it is decoded only in ``__getitem__``.
     ``labels`` are class indices (VQA: index of the best-scoring answer, or -1), cheap to read
     for few-shot sampling. A sample is ``{"image", "label", "question", "answer_scores"}``
-    (VQA samples also carry ``"num_answers"``); see :mod:`datasets_vl.robust` for unreadable images.
+    (VQA samples also carry ``"num_answers"``); see :mod:`datasets_vl.robust` for unreadable images:
+    ``on_unreadable="replace"`` (training) substitutes the next readable image, ``"skip"``
+    (evaluation, :meth:`for_eval`) returns a placeholder that :func:`collate_vl` leaves unscored.
     """
 
     def __init__(
@@ -54,7 +63,8 @@ class VLDataset(Dataset):
         self.answer_scores = list(answer_scores) if answer_scores is not None else None
         self.transform = transform
         self._ref_names = ref_names
-        self.unreadable = UnreadableTracker(name, max_unreadable_fraction)
+        self.on_unreadable: OnUnreadable = "replace"
+        self.unreadable = _tracker(name, max_unreadable_fraction, n, "replace")
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -78,6 +88,13 @@ class VLDataset(Dataset):
             img = decode_image(self.image_refs[i])
         except Exception as e:  # any decoding failure of this one file
             raise UnreadableImage(str(e)) from e
+        return self._sample(i, img)
+
+    def placeholder(self, i: int) -> dict[str, Any]:
+        """Sample ``i`` with a blank image in place of its unreadable one (shape as the transform makes it)."""
+        return self._sample(i, Image.new("RGB", (8, 8)))
+
+    def _sample(self, i: int, img: Image.Image) -> dict[str, Any]:
         sample: dict[str, Any] = {
             "image": self.transform(img) if self.transform is not None else img,
             "label": self.labels[i],
@@ -89,7 +106,8 @@ class VLDataset(Dataset):
         return sample
 
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return fetch_robust(i, range(len(self)), self.load, self.file_name, self.unreadable)
+        ph = self.placeholder if self.on_unreadable == "skip" else None
+        return fetch_robust(i, range(len(self)), self.load, self.file_name, self.unreadable, ph)
 
     def report_unreadable(self, reset: bool = True) -> dict[str, Any]:
         """End-of-epoch report of skipped images; raises DataError above ``max_unreadable_fraction``."""
@@ -99,7 +117,14 @@ class VLDataset(Dataset):
         """A shallow copy using ``transform`` (and its own unreadable counter)."""
         out = copy.copy(self)
         out.transform = transform
-        out.unreadable = UnreadableTracker(self.name, self.unreadable.max_fraction)
+        out.unreadable = _tracker(self.name, self.unreadable.max_fraction, len(self), self.on_unreadable)
+        return out
+
+    def for_eval(self) -> "VLDataset":
+        """A shallow copy that never replaces an unreadable image (``on_unreadable="skip"``)."""
+        out = copy.copy(self)
+        out.on_unreadable = "skip"
+        out.unreadable = _tracker(self.name, self.unreadable.max_fraction, len(self), "skip")
         return out
 
     def class_counts(self) -> list[int]:
@@ -134,7 +159,8 @@ class VLSubset(Dataset):
         lab = [parent.labels[i] for i in self.indices]
         self.labels = [label_map[y] for y in lab] if label_map is not None else lab
         self.questions = [parent.questions[i] for i in self.indices] if parent.questions is not None else None
-        self.unreadable = UnreadableTracker(parent.name, parent.unreadable.max_fraction)
+        self.on_unreadable: OnUnreadable = parent.on_unreadable
+        self.unreadable = _tracker(parent.name, parent.unreadable.max_fraction, len(self.indices), self.on_unreadable)
 
     def __len__(self) -> int:
         return len(self.indices)
@@ -145,14 +171,25 @@ class VLSubset(Dataset):
             sample["label"] = self.label_map[sample["label"]]
         return sample
 
+    def _placeholder(self, j: int) -> dict[str, Any]:
+        sample = self.parent.placeholder(j)
+        if self.label_map is not None:
+            sample["label"] = self.label_map[sample["label"]]
+        return sample
+
     def __getitem__(self, i: int) -> dict[str, Any]:
-        return fetch_robust(i, self.indices, self._load, self.parent.file_name, self.unreadable)
+        ph = self._placeholder if self.on_unreadable == "skip" else None
+        return fetch_robust(i, self.indices, self._load, self.parent.file_name, self.unreadable, ph)
 
     def report_unreadable(self, reset: bool = True) -> dict[str, Any]:
         return self.unreadable.report(len(self), reset=reset)
 
     def with_transform(self, transform: Transform | None) -> "VLSubset":
         return VLSubset(self.parent.with_transform(transform), self.indices, self.label_map, self.classnames)
+
+    def for_eval(self) -> "VLSubset":
+        """A copy that never replaces an unreadable image (``on_unreadable="skip"``)."""
+        return VLSubset(self.parent.for_eval(), self.indices, self.label_map, self.classnames)
 
 
 @dataclass

@@ -41,19 +41,24 @@ def sample_few_shot(
     val_k: int | None = None,
     classnames: Sequence[str] | None = None,
     num_classes: int | None = None,
-    if_too_few: Literal["error", "all"] = "error",
+    if_too_few: Literal["error", "largest", "all"] = "error",
     skip_empty: bool = False,
+    name: str = "dataset",
+    option: str = "if_too_few='largest'",
 ) -> FewShotSplit:
     """K shots per class and ``val_k`` (default ``min(k, 4)``) validation rows per class from the rest.
 
-    A class with fewer than K rows raises :class:`DataError` naming it (``if_too_few="error"``)
-    or gives all its rows to train (``"all"``); validation then takes what is left (maybe none).
-    A class with no rows at all is an error unless ``skip_empty`` (the VQA default)."""
+    A class with fewer than K rows raises :class:`DataError` naming the smallest class and its
+    count (``if_too_few="error"``); ``"largest"`` lowers K to that count for every class (the
+    split's ``k``; ``meta["k_requested"]`` keeps the K asked for); ``"all"`` gives the short
+    classes all their rows (validation then takes what is left, maybe none). A class with no rows
+    at all is an error unless ``skip_empty`` (the VQA default). ``name`` and ``option`` (how the
+    caller spells ``"largest"``) go into the error message."""
     if k < 1:
         raise DataError(f"few-shot K must be >= 1, found {k}")
-    val_k = min(k, 4) if val_k is None else val_k
-    if val_k < 0:
-        raise DataError(f"val_k must be >= 0, found {val_k}")
+    if if_too_few not in ("error", "largest", "all"):
+        raise DataError(f"if_too_few must be 'error', 'largest' or 'all', found {if_too_few!r}")
+    k_requested = k
     if num_classes is not None:
         n_cls = num_classes
     else:
@@ -70,6 +75,20 @@ def sample_few_shot(
     def cname(c: int) -> str:
         return f"{c} ({classnames[c]!r})" if classnames is not None else str(c)
 
+    sizes = {c: len(v) for c, v in by_class.items() if v or not skip_empty}
+    smallest = min(sizes, key=lambda c: (sizes[c], c), default=None)
+    if smallest is not None and sizes[smallest] < k and sizes[smallest] > 0 and if_too_few != "all":
+        n_min = sizes[smallest]
+        if if_too_few == "error":
+            n_short = sum(1 for v in sizes.values() if v < k)
+            raise DataError(f"{name}: K={k} shots per class, but its smallest class {cname(smallest)} has only "
+                            f"{n_min} training example(s) ({n_short} of {len(sizes)} classes have fewer than {k}); "
+                            f"use K <= {n_min}, or {option} to train with K={n_min}, the largest K "
+                            "every class has")
+        k = n_min
+    val_k = min(k, 4) if val_k is None else val_k
+    if val_k < 0:
+        raise DataError(f"val_k must be >= 0, found {val_k}")
     train: list[int] = []
     val: list[int] = []
     short: list[str] = []
@@ -80,16 +99,16 @@ def sample_few_shot(
                 continue
             raise DataError(f"class {cname(c)} has no training examples; cannot draw {k} shots")
         if len(rows) < k:
-            if if_too_few == "error":
-                raise DataError(f"class {cname(c)} has only {len(rows)} training examples, fewer than K={k}; "
-                                "use a smaller K or if_too_few='all' to take all of them")
             short.append(cname(c))
         rows = sorted(rows)
         random.Random(f"mvlpt-fewshot:{seed}:{c}").shuffle(rows)
         n_train = min(k, len(rows))
         train += rows[:n_train]
         val += rows[n_train:n_train + val_k]
-    return FewShotSplit(k, seed, sorted(train), sorted(val), val_k, {"classes_short": short})
+    meta: dict[str, Any] = {"classes_short": short}
+    if k != k_requested:
+        meta["k_requested"] = k_requested
+    return FewShotSplit(k, seed, sorted(train), sorted(val), val_k, meta)
 
 
 def save_manifest(path: str | Path, split: FewShotSplit, labels: Sequence[int] | None = None,
@@ -133,20 +152,23 @@ def load_manifest(path: str | Path, labels: Sequence[int] | None = None) -> FewS
 
 
 def apply_few_shot(task: VLTask, k: int, seed: int, manifest: str | Path | None = None,
-                   if_too_few: Literal["error", "all"] = "error", val_k: int | None = None) -> VLTask:
+                   if_too_few: Literal["error", "largest", "all"] = "error", val_k: int | None = None,
+                   option: str = "if_too_few='largest'") -> VLTask:
     """A copy of ``task`` whose train/val splits are the K-shot subsets of its train split.
 
     With ``manifest`` given: re-use it if the file exists (checked against the labels), else sample
-    and write it there. Test split unchanged."""
+    and write it there. Test split unchanged. ``meta["few_shot"]`` has the K used (``k``; lower than
+    the ``k_requested`` under ``if_too_few="largest"``), the seed, the manifest and the split."""
     full = task.splits["train"]
     labels = full.labels
+    fresh = sample_few_shot(labels, k, seed, val_k=val_k, classnames=task.classnames,
+                            if_too_few=if_too_few, skip_empty=task.task_type == "vqa", name=task.name, option=option)
     if manifest is not None and Path(manifest).is_file():
         split = load_manifest(manifest, labels)
-        if split.k != k or split.seed != seed:
-            raise DataError(f"{manifest}: manifest is for K={split.k}, seed={split.seed}, not K={k}, seed={seed}")
+        if split.k != fresh.k or split.seed != seed:
+            raise DataError(f"{manifest}: manifest is for K={split.k}, seed={split.seed}, not K={fresh.k}, seed={seed}")
     else:
-        split = sample_few_shot(labels, k, seed, val_k=val_k, classnames=task.classnames,
-                                if_too_few=if_too_few, skip_empty=task.task_type == "vqa")
+        split = fresh
         if manifest is not None:
             save_manifest(manifest, split, labels, task.name, task.classnames)
     splits = dict(task.splits)
@@ -155,7 +177,9 @@ def apply_few_shot(task: VLTask, k: int, seed: int, manifest: str | Path | None 
         splits["val"] = take_rows(full, split.val, task.transform)
     else:
         splits.pop("val", None)
-    meta = dict(task.meta, few_shot={"k": k, "seed": seed, "manifest": str(manifest) if manifest else None})
+    meta = dict(task.meta, few_shot={"k": split.k, "k_requested": k, "seed": seed,
+                                     "manifest": str(manifest) if manifest else None, "split": split,
+                                     "pool_labels": list(labels)})
     return VLTask(task.name, task.task_type, task.classnames, splits, task.templates, task.ensemble_templates,
                   task.transform, task.train_transform, meta)
 

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any, Mapping
 
 from .dataset import Transform, VLTask
-from .errors import ConfigError, DatasetNotFoundError
+from .errors import ConfigError, DataError, DatasetNotFoundError
 from .registry import DATASETS, DatasetInfo, describe_layouts, lookup
 from .sources.coop_split import load_coop_split, load_fgvc_lists
 from .sources.digits import load_digits_task
@@ -50,6 +50,9 @@ def load_task(
     """
     spec = make_spec(spec_or_name, root=str(root) if root is not None else None, **spec_overrides)
     task = _read(spec)
+    if task.task_type == "classification" and task.num_classes < 2:
+        raise DataError(f"{spec.name}: a classification task needs at least 2 classes, found "
+                        f"{task.num_classes} ({task.classnames}); with one class every prediction is right")
     if transform is None:
         default_train, transform = build_transforms(image_size, train_augment=train_augment)
         train_transform = train_transform or default_train

@@ -1,11 +1,14 @@
 """Unreadable-image handling.
 
-Policy (documented contract): a sample whose image cannot be decoded is **replaced by the
-next readable index** (``i+1, i+2, ...`` wrapping around), so a batch never shrinks and an
-epoch never crashes. Each failure is recorded in the dataset's :class:`UnreadableTracker`
-and reported once, at the end of the epoch, by :meth:`UnreadableTracker.report`; if more
-than ``max_fraction`` (default 1%) of the dataset's distinct files were unreadable, the
-report raises :class:`DataError`. A dataset with no readable image at all raises at once.
+Policy (documented contract): in a *training* split a sample whose image cannot be decoded is
+**replaced by the next readable index** (``i+1, i+2, ...`` wrapping around), so a batch never
+shrinks and an epoch never crashes. In an *evaluation* split (``on_unreadable="skip"``) it is
+never replaced: the sample comes back as a placeholder marked ``"unreadable"`` that
+:func:`collate_vl` leaves out of the scored rows, so a metric's ``n`` counts only images that were
+actually scored. Each failure is recorded in the dataset's :class:`UnreadableTracker` and reported
+by :meth:`UnreadableTracker.report` (at the end of an epoch / evaluation); as soon as more than
+``max_fraction`` (default 1%) of the dataset's distinct files are unreadable, :class:`DataError`
+is raised. A dataset with no readable image at all raises at once.
 
 With ``DataLoader(num_workers>0)`` the trackers live in the worker processes; every
 replacement sample therefore also carries ``"skipped"`` entries that :func:`collate_vl`
@@ -66,19 +69,38 @@ def decode_image(ref: Any) -> Image.Image:
 
 @dataclass
 class UnreadableTracker:
-    """Counts unreadable files for one dataset over one epoch."""
+    """Counts unreadable files for one dataset over one epoch.
+
+    ``size``: the dataset's number of files; when > 0, :meth:`record` raises :class:`DataError`
+    as soon as more than ``max_fraction`` of them are unreadable (not only at the report)."""
 
     dataset_name: str = "dataset"
     max_fraction: float = 0.01
     counts: Counter = field(default_factory=Counter)
     errors: dict[str, str] = field(default_factory=dict)
+    size: int = 0
+    action: str = "replaced by the next readable one"
 
     def record(self, file: str, error: BaseException | str) -> None:
         self.counts[file] += 1
         self.errors.setdefault(file, f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else error)
+        if self.size > 0 and len(self.counts) / self.size > self.max_fraction:
+            raise DataError(self._message(self.size) + self._too_many())
 
     def __len__(self) -> int:
         return len(self.counts)
+
+    def _message(self, dataset_size: int) -> str:
+        n = len(self.counts)
+        files = sorted(self.errors.items())
+        listing = "; ".join(f"{f} ({e})" for f, e in files[:20])
+        more = f"; ... and {n - 20} more" if n > 20 else ""
+        return (f"{self.dataset_name}: skipped {n} unreadable image(s) of {dataset_size} "
+                f"({n / max(dataset_size, 1):.2%}), each {self.action}: {listing}{more}")
+
+    def _too_many(self) -> str:
+        return (f". More than {self.max_fraction:.0%} of the images are unreadable: "
+                "re-download or repair the files (or raise max_unreadable_fraction).")
 
     def report(self, dataset_size: int, reset: bool = True) -> dict[str, Any]:
         """Summarise (and log once) this epoch's unreadable files; raise :class:`DataError` above the limit.
@@ -94,17 +116,13 @@ class UnreadableTracker:
             "fraction": n / max(dataset_size, 1),
             "files": dict(sorted(self.errors.items())),
         }
+        msg = self._message(dataset_size) if n else ""
         if reset:
             self.counts = Counter()
             self.errors = {}
         if n:
-            listing = "; ".join(f"{f} ({e})" for f, e in list(summary["files"].items())[:20])
-            more = f"; ... and {n - 20} more" if n > 20 else ""
-            msg = (f"{self.dataset_name}: skipped {n} unreadable image(s) of {dataset_size} "
-                   f"({summary['fraction']:.2%}), each replaced by the next readable one: {listing}{more}")
             if summary["fraction"] > self.max_fraction:
-                raise DataError(msg + f". More than {self.max_fraction:.0%} of the images are unreadable: "
-                                "re-download or repair the files (or raise max_unreadable_fraction).")
+                raise DataError(msg + self._too_many())
             warnings.warn(msg, RuntimeWarning, stacklevel=2)
             log.warning(msg)
         return summary
@@ -116,14 +134,26 @@ def fetch_robust(
     load: Callable[[int], dict[str, Any]],
     name_of: Callable[[int], str],
     tracker: UnreadableTracker,
+    placeholder: Callable[[int], dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """``load(candidates[i])``; on a decode failure try ``candidates[i+1]``, ... (wrapping).
 
+    With ``placeholder`` given (evaluation splits), a decode failure is not replaced:
+    ``placeholder(candidates[i])`` is returned with ``"unreadable": True`` and its ``"skipped"`` entry.
     ``load`` must raise :class:`UnreadableImage` for decode failures only (other errors propagate).
     """
     n = len(candidates)
     if not -n <= i < n:
         raise IndexError(f"index {i} out of range for a dataset of {n} samples")
+    if placeholder is not None:
+        j = candidates[i]
+        try:
+            return load(j)
+        except UnreadableImage as e:
+            name = name_of(j)
+            tracker.record(name, e.__cause__ or e)
+            entry = {"file": name, "error": str(e.__cause__ or e), "in_worker": _in_worker()}
+            return {**placeholder(j), "unreadable": True, "skipped": [entry]}
     skipped: list[dict[str, Any]] = []
     for step in range(n):
         j = candidates[(i + step) % n]

@@ -22,13 +22,16 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from mvlpt.core.errors import MVLPTError
+from mvlpt.core.cli_common import EXIT_BAD_INPUT, package_version, run_guarded, unknown_command
+from mvlpt.core.errors import ConfigError
 
 STAGES = {"teachers": "teachers", "source": "source", "adapt": "target"}
+COMMANDS = ("teachers", "source", "adapt", "eval", "predict", "export-peft", "import-peft", "pretrain")
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="text-mpt", description="Multitask prompt tuning (MPT) of a frozen T5.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     for name, help_ in [("teachers", "train one vanilla prompt per source task"),
                         ("source", "train decomposed prompts on all source tasks with distillation"),
@@ -41,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
         s.add_argument("--strict", action="store_true",
                        help="fail (instead of warning) when a prompt fails a health check (= train.health.strict=true)")
+        if name in STAGES:
+            s.add_argument("--fresh", action="store_true",
+                           help="discard the run directory's previous contents instead of resuming (= fresh=true)")
     s = sub.add_parser("predict", help="answer rows of any task of a trained run")
     s.add_argument("run", help="run directory, checkpoint directory or prompts file")
     s.add_argument("--input", help="JSON Lines; each row has 'task' and the task's fields")
@@ -60,15 +66,52 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _row(text: str, where: str) -> dict:
+    """One JSON object row; anything else is a :class:`ConfigError` naming ``where`` and the row."""
+    short = text if len(text) <= 80 else text[:77] + "..."
+    try:
+        row = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{where}: not valid JSON ({e.msg} at column {e.colno}): {short!r}; a row looks like "
+                          '\'{"task": "sst2", "sentence": "a gorgeous film"}\'') from None
+    if not isinstance(row, dict):
+        raise ConfigError(f"{where}: a row must be a JSON object with 'task' and the task's fields, found "
+                          f"{type(row).__name__}: {short!r}")
+    return row
+
+
 def _rows(args) -> list[dict]:
     rows = []
     if args.input:
         with open(args.input) as f:
-            rows += [json.loads(line) for line in f if line.strip()]
-    rows += [json.loads(r) for r in args.row]
+            rows += [_row(line, f"{args.input}:{i}") for i, line in enumerate(f, 1) if line.strip()]
+    rows += [_row(r, f"--row {i}" if len(args.row) > 1 else "--row") for i, r in enumerate(args.row, 1)]
     if not rows:
-        raise SystemExit("predict: give rows with --input FILE.jsonl or --row '{\"task\": ..., ...}'")
+        raise ConfigError("predict: give rows with --input FILE.jsonl or --row '{\"task\": ..., ...}'")
     return rows
+
+
+def command_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``key=value`` overrides of a training command: its own plus those its flags stand for."""
+    return (list(args.overrides) + (["train.health.strict=true"] if args.strict else [])
+            + (["fresh=true"] if getattr(args, "fresh", False) else []))
+
+
+def peft_base_hint(adapter_dir: str | Path) -> str | None:
+    """How to load the base model and call the adapter, when ``adapter_config.json`` names no base model
+    PEFT can load (``null`` for the random ``tiny`` T5; the shipped ``tiny-t5`` is no hub name either)."""
+    adapter_dir = Path(adapter_dir)
+    base = json.loads((adapter_dir / "adapter_config.json").read_text()).get("base_model_name_or_path")
+    if base not in (None, "tiny", "tiny-t5"):
+        return None
+    run = adapter_dir / "mvlpt_run.json"
+    return (f"note: base_model_name_or_path is {json.dumps(base)}: PEFT cannot load this run's backbone by name. "
+            f"Build it from the run config, then load the adapter:\n"
+            f"    t5, tok = text_mpt.backbone.load_backbone(mvlpt.core.config.from_dict(\n"
+            f"        text_mpt.config.BackboneConfig, json.load(open('{run}'))['backbone']))\n"
+            f"    model = peft.PeftModel.from_pretrained(t5, '{adapter_dir}')\n"
+            f"    model(input_ids=..., attention_mask=..., labels=answer_ids, task_ids=task_ids)\n"
+            f"  pass labels=, not decoder_input_ids=: PEFT's MPT forward builds the decoder input from labels")
 
 
 def run(argv: Sequence[str] | None = None) -> int:
@@ -77,22 +120,24 @@ def run(argv: Sequence[str] | None = None) -> int:
     from .config import load_run_config
 
     if args.command in STAGES:
+        cfg = load_run_config(args.config, command_overrides(args))  # config errors before the heavy imports
         from .pipeline import train_stage
 
-        cfg = load_run_config(args.config, list(args.overrides) + (["train.health.strict=true"] if args.strict else []))
         out = train_stage(cfg, expected_stage=STAGES[args.command])
         print(Path(out["results"][0]).read_text())
         print(f"run directory: {out['run_dir']}")
     elif args.command == "eval":
+        cfg = load_run_config(args.config, args.overrides)
         from .pipeline import evaluate_run
 
-        out = evaluate_run(load_run_config(args.config, args.overrides))
+        out = evaluate_run(cfg)
         print(Path(out["results"][0]).read_text())
         print(f"evaluated on the {out['split']} part (selection.eval_part; default test, the reported part)")
     elif args.command == "predict":
+        rows = _rows(args)  # bad rows are reported before the model is loaded
         from .inference import Predictor
 
-        preds = Predictor.from_run(args.run, device=args.device).predict(_rows(args), args.batch_size, args.mode)
+        preds = Predictor.from_run(args.run, device=args.device).predict(rows, args.batch_size, args.mode)
         text = "".join(json.dumps(p) + "\n" for p in preds)
         if args.output:
             Path(args.output).write_text(text)
@@ -101,31 +146,36 @@ def run(argv: Sequence[str] | None = None) -> int:
     elif args.command == "export-peft":
         from .peft_io import export_peft
 
-        print(f"PEFT adapter written to {export_peft(args.run, args.out)}")
+        out = export_peft(args.run, args.out)
+        print(f"PEFT adapter written to {out}")
+        hint = peft_base_hint(out)
+        if hint:
+            print(hint)
     elif args.command == "import-peft":
+        cfg = load_run_config(args.config, args.overrides) if args.config else None
         from .peft_io import import_peft
 
-        cfg = load_run_config(args.config, args.overrides) if args.config else None
         print(f"checkpoint written to {import_peft(args.adapter, args.out, cfg)}")
     return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Console entry point: library errors are printed as one line (exit code 2)."""
+    """Console entry point: library errors are printed as one line ``text-mpt: error: ...`` (exit code 2; a
+    failed ``--strict`` health check: 1); Ctrl-C exits with 130 after training saved a checkpoint."""
     if argv is None:  # the console command: health warnings as plain WARNING lines
         from mvlpt.core.health import readable_warnings
 
         readable_warnings()
     argv = list(sys.argv[1:] if argv is None else argv)
-    try:
-        if argv[:1] == ["pretrain"]:  # span-corruption pretraining of the tiny T5 (its own parser)
-            from .pretrain import main as pretrain_main
+    bad = unknown_command(argv, COMMANDS)
+    if bad:
+        print(f"text-mpt: error: {bad}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    if argv[:1] == ["pretrain"]:  # span-corruption pretraining of the tiny T5 (its own parser)
+        from .pretrain import main as pretrain_main
 
-            return pretrain_main(argv[1:])
-        return run(argv)
-    except (MVLPTError, FileNotFoundError) as e:
-        print(f"text-mpt: error: {e}", file=sys.stderr)
-        return 2
+        return run_guarded("text-mpt", lambda: pretrain_main(argv[1:]))
+    return run_guarded("text-mpt", lambda: run(argv))
 
 
 if __name__ == "__main__":

@@ -37,16 +37,24 @@ class TinyT5Config:
 class BackboneConfig:
     """The frozen T5.
 
+    A run records which backbone it was trained on (``meta.backbone`` of its ``config.json``: name,
+    tokenizer, fingerprints of the weights and the vocabulary); ``eval``, ``predict`` and the stages
+    that read a teachers / source run use that backbone and refuse a config naming another one.
+
     Attributes:
         name: hub name (``t5-base``, ``google/t5-v1_1-base``, ``google/flan-t5-base``), a local
-            directory saved with ``save_pretrained``, or ``tiny`` (random T5 from :class:`TinyT5Config`).
-        tokenizer: tokenizer name/dir (default: ``name``); ``byt5`` builds ``ByT5Tokenizer()`` (no files).
+            directory saved with ``save_pretrained``, ``tiny-t5`` (the pretrained miniature shipped in
+            ``text_mpt/weights/tiny-t5``, with its SentencePiece tokenizer) or ``tiny`` (random T5 from
+            :class:`TinyT5Config`). Unset (``null``): the backbone of the run being read (``eval``, a
+            source/teachers run), else ``t5-base``.
+        tokenizer: tokenizer name/dir (default: the model's own, saved with it); ``byt5`` builds
+            ``ByT5Tokenizer()`` (no files; the default of ``tiny``).
         dropout: keep the backbone's dropout active while training (default: eval-mode backbone).
         max_input_length: input tokens after the prompt; longer inputs are truncated (counted warning).
         max_target_length: answer tokens; longer verbalizers are truncated (counted warning).
     """
 
-    name: str = "t5-base"
+    name: str | None = None
     tokenizer: str | None = None
     tiny: TinyT5Config = field(default_factory=TinyT5Config)
     dropout: bool = False
@@ -185,13 +193,17 @@ class TextRunConfig:
     Attributes:
         stage: ``teachers`` | ``source`` | ``target`` (the ``adapt`` command).
         output_dir: run directory (checkpoints, config.json, metrics.jsonl, results.md/.csv).
-        data_root: folder holding ``glue/<TASK>`` and ``superglue/<TASK>`` (e.g. ``../shared/data``).
+        data_root: folder holding ``glue/<TASK>`` and ``superglue/<TASK>``; unset (``null``):
+            ``$MVLPT_DATA`` when set, else the Hugging Face hub; ``""``: ``$MVLPT_DATA``, else the
+            shared data beside the checkout (``../shared/data``).
         teacher_path: teachers run (source stage) whose vanilla prompts give the distillation targets.
         few_shot_k: train on ``k`` examples per class (0 = all), drawn with ``few_shot_seed`` from the
             training part (after the ``val`` hold-out).
         selection: which data selects the best checkpoint (``val``) and which is reported (``test``);
             see :class:`SelectionConfig` (default ``mode: auto``).
         checkpoint: run/checkpoint evaluated by ``text-mpt eval`` (default: ``output_dir``).
+        fresh: delete ``output_dir``'s previous contents and train from scratch (``--fresh``); without it
+            a directory holding a run of another config is refused (see :mod:`mvlpt.core.run_dir`).
     """
 
     stage: Stage
@@ -207,6 +219,7 @@ class TextRunConfig:
     few_shot_k: int = 0
     few_shot_seed: int = 0
     checkpoint: str | None = None
+    fresh: bool = False
 
     def validate(self) -> None:
         if not self.tasks:

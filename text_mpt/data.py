@@ -107,10 +107,26 @@ def _subsample_index(n_items: int, n: int, seed: int) -> list[int]:
     return sorted(random.Random(seed).sample(range(n_items), n))
 
 
-def _few_shot_index(examples: Sequence[Example], k: int, seed: int) -> list[int]:
+def _label_name(examples: Sequence[Example], ids: Sequence[int], lab: int) -> str:
+    if lab < 0:
+        return "(unlabelled)"
+    cands = examples[ids[0]].candidates
+    return f"{lab} ({cands[lab]!r})" if 0 <= lab < len(cands) else str(lab)
+
+
+def _few_shot_index(examples: Sequence[Example], k: int, seed: int, name: str = "task") -> list[int]:
+    """``k`` indices per gold label; a label with fewer than ``k`` examples is a :class:`DataError`
+    naming the task, that label and its count."""
     by_label: dict[int, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
         by_label[-1 if ex.label is None else ex.label].append(i)
+    short = {lab: ids for lab, ids in by_label.items() if len(ids) < k}
+    if short:
+        lab = min(short, key=lambda x: (len(short[x]), x))
+        n = len(short[lab])
+        raise DataError(f"task {name!r}: few_shot_k={k} examples per label, but label {_label_name(examples, short[lab], lab)} "
+                        f"has only {n} training example(s) ({len(short)} of {len(by_label)} labels have fewer than {k}; "
+                        f"counted after the val hold-out and max_train_examples); use few_shot_k <= {n}")
     rng = random.Random(seed)
     keep: list[int] = []
     for lab in sorted(by_label):
@@ -126,9 +142,9 @@ def subsample(examples: list[Example], n: int, seed: int) -> list[Example]:
     return [examples[i] for i in _subsample_index(len(examples), n, seed)]
 
 
-def few_shot(examples: list[Example], k: int, seed: int) -> list[Example]:
-    """``k`` examples per gold class (every class present is kept; a class with fewer keeps all)."""
-    return [examples[i] for i in _few_shot_index(examples, k, seed)]
+def few_shot(examples: list[Example], k: int, seed: int, name: str = "task") -> list[Example]:
+    """``k`` examples per gold class (every class present is kept; a class with fewer is a :class:`DataError`)."""
+    return [examples[i] for i in _few_shot_index(examples, k, seed, name)]
 
 
 def load_examples(tc: TaskConfig, which: str, data_root: str | None = None, seed: int = 0) -> list[Example]:
@@ -285,7 +301,7 @@ def task_parts(tc: TaskConfig, selection: SelectionConfig | None = None, data_ro
         if part == "train":
             keep = _subsample_index(len(exs), tc.max_train_examples, train_seed)
             if few_shot_k > 0:
-                keep = [keep[i] for i in _few_shot_index([exs[j] for j in keep], few_shot_k, few_shot_seed)]
+                keep = [keep[i] for i in _few_shot_index([exs[j] for j in keep], few_shot_k, few_shot_seed, name)]
         else:
             keep = _subsample_index(len(exs), tc.max_eval_examples, sel.seed)
         exs, ids = [exs[i] for i in keep], [ids[i] for i in keep]

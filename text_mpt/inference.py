@@ -24,6 +24,7 @@ from .config import BackboneConfig, EvalConfig, TextRunConfig
 from .data import TextCollator, TextTaskDataset, task_spec
 from .model import PromptedT5
 from .prompt_io import check_width, prompt_from_tensors, run_meta, select_tasks, task_indices
+from .run_backbone import backbone_for_run, backbone_identity, check_same_backbone, recorded_backbone
 from .tasks import TaskSpec, canonical_name
 
 
@@ -36,13 +37,18 @@ def load_trained(path: str | Path, specs: Sequence[TaskSpec] | None = None, back
                  eval_cfg: EvalConfig | None = None) -> tuple[PromptedT5, Any, TextRunConfig]:
     """Backbone + trained prompts of a run (run dir, checkpoint dir or prompts file).
 
+    The backbone is the run's (``meta.backbone``); ``backbone_cfg`` (a config's ``backbone``) may name
+    it too, and is refused when it names another one (different weights or vocabulary).
     ``specs`` restricts (and orders) the tasks; default: every task of the run."""
     tensors, config = load_run_prompts(path)
     meta = run_meta(config, path)
     run_cfg = run_config_of(config)
-    bcfg = backbone_cfg or run_cfg.backbone
+    run_bcfg, recorded = recorded_backbone(config)
+    bcfg = backbone_for_run(backbone_cfg, run_bcfg, recorded)
     backbone, tokenizer = load_backbone(bcfg)
-    check_width(tensors, backbone.config.d_model, path, "checkpoint", bcfg.name)
+    check_width(tensors, backbone.config.d_model, path, "checkpoint", str(bcfg.name))
+    given = "this config gives" if backbone_cfg is not None and backbone_cfg.name is not None else "loading it now gives"
+    check_same_backbone(backbone_identity(bcfg, backbone, tokenizer), run_bcfg, recorded, path, "checkpoint", given)
     prompt = prompt_from_tensors(tensors)
     run_specs = [task_spec(t) for t in run_cfg.tasks]
     if specs is None:

@@ -5,7 +5,12 @@ The adapter directory holds ``adapter_config.json`` (``peft_type: MULTITASK_PROM
 ``prefix_task_cols`` = ``U``, ``prefix_task_rows`` = ``Vᵀ``), plus ``mvlpt_run.json`` (our run
 config, ignored by PEFT). ``num_transformer_submodules`` is 1: PEFT then puts the prompt on the
 encoder only, as we do (its seq2seq default of 2 would also prepend prompts to the decoder).
-Load it with ``PeftModel.from_pretrained(t5, adapter_dir)`` and pass ``task_ids`` to its forward.
+Load it with ``PeftModel.from_pretrained(t5, adapter_dir)`` and call it with ``labels=`` (the answer ids)
+and ``task_ids=``: PEFT's MPT forward builds the decoder input from ``labels`` and drops
+``decoder_input_ids``. ``base_model_name_or_path`` is ``null`` for the random ``tiny`` T5 (and the shipped
+``tiny-t5`` is no hub name): build the base from the run config saved beside the adapter,
+``load_backbone(from_dict(BackboneConfig, json.load(open(adapter_dir / "mvlpt_run.json"))["backbone"]))``
+(:func:`text_mpt.backbone.load_backbone`, :class:`text_mpt.config.BackboneConfig`).
 """
 
 from __future__ import annotations

@@ -29,6 +29,7 @@ row per task and part, column ``split`` = ``test`` (reported) or ``val`` (select
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -36,17 +37,22 @@ import torch
 
 from mvlpt.core.checkpoint import load_run_prompts, write_json
 from mvlpt.core.config import to_dict
+from mvlpt.core.data_root import env_data_root, shared_data_root
 from mvlpt.core.errors import ConfigError
 from mvlpt.core.health import check_consumed_run
+from mvlpt.core.provenance import provenance_line
 from mvlpt.core.results import append_run_health, write_table
+from mvlpt.core.run_dir import fingerprint
 from mvlpt.core.stages import build_stage_prompt, resolve_prompt_config
 from mvlpt.core.trainer import Trainer, seed_everything
 
-from .backbone import load_backbone
-from .config import TextRunConfig
+from .backbone import DEFAULT_NAME, load_backbone
+from .config import BackboneConfig, TextRunConfig
 from .data import TaskParts, TextCollator, TextTaskDataset, task_parts, task_spec
 from .model import PromptedT5
+from .preflight import preflight
 from .prompt_io import PROMPT_KEY, check_width, load_teacher_prompt, prompt_tensors
+from .run_backbone import backbone_for_run, backbone_identity, check_same_backbone, recorded_backbone
 from .tasks import TaskSpec
 
 #: config stage → core stage preset
@@ -69,10 +75,42 @@ CONVENTION = {
 }
 
 
+def resolve_data_root(value: str | None) -> str | None:
+    """``data_root`` as given; unset (``None``): ``$MVLPT_DATA`` when set, else ``None`` (the hub);
+    ``""``: ``$MVLPT_DATA``, else the shared data beside the checkout (``../shared/data``)."""
+    if value:
+        return str(Path(value).expanduser())
+    root = shared_data_root() if value == "" else env_data_root()
+    return None if root is None else str(root)
+
+
 def build_parts(cfg: TextRunConfig, parts: Sequence[str] = ("train", "val", "test")) -> list[TaskParts]:
     """Every task of ``cfg`` split into ``parts`` (``selection``, caps and ``few_shot_k`` applied)."""
-    return [task_parts(tc, cfg.selection, cfg.data_root, cfg.train.seed, cfg.few_shot_k, cfg.few_shot_seed, parts)
+    root = resolve_data_root(cfg.data_root)
+    return [task_parts(tc, cfg.selection, root, cfg.train.seed, cfg.few_shot_k, cfg.few_shot_seed, parts)
             for tc in cfg.tasks]
+
+
+def consumed_runs(cfg: TextRunConfig) -> list[tuple[str, str, dict[str, Any]]]:
+    """``(key, path, config.json)`` of the runs a stage reads: its source run (target stage, ``init: source``)
+    and its teachers run (source stage with distillation)."""
+    pcfg = resolve_prompt_config(cfg.prompt, CORE_STAGE[cfg.stage])  # type: ignore[arg-type]
+    d = cfg.train.distill
+    runs = []
+    if pcfg.init == "source" and pcfg.source_path:
+        runs.append(("prompt.source_path", pcfg.source_path))
+    if cfg.stage == "source" and cfg.teacher_path and (d.kl_weight > 0 or d.mse_weight > 0):
+        runs.append(("teacher_path", cfg.teacher_path))
+    return [(key, path, load_run_prompts(path)[1]) for key, path in runs]
+
+
+def stage_backbone(cfg: BackboneConfig, runs: Sequence[tuple[str, str, Mapping[str, Any]]]) -> BackboneConfig:
+    """The stage's backbone: ``cfg`` where it names one, else that of the first run it reads, else ``t5-base``."""
+    if cfg.name is not None:
+        return cfg
+    if runs:
+        return backbone_for_run(cfg, *recorded_backbone(runs[0][2]))
+    return replace(cfg, name=DEFAULT_NAME)
 
 
 def part_datasets(cfg: TextRunConfig, tokenizer, plan: Sequence[TaskParts], part: str) -> list[TextTaskDataset]:
@@ -108,12 +146,15 @@ def make_model(cfg: TextRunConfig, backbone, tokenizer, specs: list[TaskSpec], p
 
 
 def run_config_dict(cfg: TextRunConfig, d_model: int, resolved_prompt=None, backbone_config=None,
-                    selection: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                    selection: Mapping[str, Any] | None = None,
+                    backbone: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The config saved with every checkpoint: the run config plus ``meta`` (task names, backbone sizes,
-    and ``selection``: how each task was split)."""
+    ``selection``: how each task was split, ``backbone``: which backbone, see :mod:`text_mpt.run_backbone`)."""
     meta: dict[str, Any] = {"task_names": [task_spec(t).name for t in cfg.tasks], "d_model": d_model, "stage": cfg.stage}
     if backbone_config is not None:
         meta.update(num_heads=backbone_config.num_heads, num_layers=backbone_config.num_layers)
+    if backbone is not None:
+        meta["backbone"] = dict(backbone)
     if resolved_prompt is not None:
         meta["resolved_prompt"] = to_dict(resolved_prompt)
     if selection is not None:
@@ -145,14 +186,14 @@ def results_rows(specs: list[TaskSpec], metrics: Mapping[str, float], split: str
 
 def write_results(run_dir: str | Path, specs: list[TaskSpec],
                   sections: Sequence[tuple[str, Mapping[str, float], int | None]], title: str,
-                  notes: Sequence[str] = ()) -> tuple[Path, Path]:
+                  notes: Sequence[str] = (), provenance: str | None = None) -> tuple[Path, Path]:
     """``results.md`` / ``results.csv``: per section ``(split, metrics, step)`` one row per task and a
-    ``mean`` row, column ``split`` naming the part; ``notes`` (how the parts were made) go under the
-    markdown table."""
+    ``mean`` row, column ``split`` naming the part; ``provenance`` (config fingerprint, git commit) and
+    ``notes`` (how the parts were made) go under the markdown table."""
     rows = [r for split, metrics, step in sections for r in results_rows(specs, metrics, split, step)]
     fixed = {"task", "split", "step", "score", "n"}
     cols = ["task", "split", "step", "score"] + sorted({k for r in rows for k in r} - fixed) + ["n"]
-    md, csv = write_table(rows, Path(run_dir) / "results", columns=cols, title=title)
+    md, csv = write_table(rows, Path(run_dir) / "results", columns=cols, title=title, provenance=provenance)
     if notes:
         md.write_text(md.read_text() + "\n" + "".join(f"- {n}\n" for n in notes))
     return md, csv
@@ -178,8 +219,12 @@ def train_stage(cfg: TextRunConfig, expected_stage: str | None = None) -> dict[s
     if expected_stage is not None and cfg.stage != expected_stage:
         cmd = "adapt" if cfg.stage == "target" else cfg.stage
         raise ConfigError(f"this is a {cfg.stage!r} config; run it with `text-mpt {cmd}`")
+    preflight(cfg, "adapt" if cfg.stage == "target" else cfg.stage, resolve_data_root(cfg.data_root))
     seed_everything(cfg.train.seed)
+    runs = consumed_runs(cfg)
+    cfg = replace(cfg, backbone=stage_backbone(cfg.backbone, runs), data_root=resolve_data_root(cfg.data_root))
     backbone, tokenizer = load_backbone(cfg.backbone)
+    identity = backbone_identity(cfg.backbone, backbone, tokenizer)
     specs = [task_spec(t) for t in cfg.tasks]
     mode = cfg.selection.mode
     plan = build_parts(cfg, ("train", "test") if mode == "none" else ("train", "val", "test"))
@@ -198,12 +243,14 @@ def train_stage(cfg: TextRunConfig, expected_stage: str | None = None) -> dict[s
         t_prompt = load_teacher_prompt(cfg.teacher_path, [s.name for s in specs], backbone.config.d_model,
                                        cfg.backbone.name, pcfg.length, need_same_length=d.mse_weight > 0)
         teacher = make_model(cfg, backbone, tokenizer, specs, t_prompt, score_all=True)  # shares `backbone`
+    for key, path, run_config in runs:
+        check_same_backbone(identity, *recorded_backbone(run_config), path, key)
     model = make_model(cfg, backbone, tokenizer, specs, prompt, score_all=teacher is not None and d.kl_weight > 0)
     sel_meta = selection_meta(cfg, plan)
-    run_cfg = run_config_dict(cfg, backbone.config.d_model, pcfg, backbone.config, selection=sel_meta)
+    run_cfg = run_config_dict(cfg, backbone.config.d_model, pcfg, backbone.config, selection=sel_meta, backbone=identity)
     trainer = Trainer(model, train_ds, TextCollator(tokenizer.pad_token_id), cfg.train, cfg.output_dir,
-                      eval_datasets=val_ds, teacher=teacher, run_config=run_cfg)
-    result = trainer.fit()
+                      eval_datasets=val_ds, teacher=teacher, run_config=run_cfg, fresh=cfg.fresh)
+    result = trainer.fit()  # refuses an output_dir holding a run of another config (unless fresh)
     # the best checkpoint on val (its prompts are the ones reported), or the last step without selection
     sel = trainer.evaluate_selected(result, test_ds, "test")
     test_metrics, step, val_metrics = sel["metrics"], sel["step"], sel["val_metrics"]
@@ -224,7 +271,8 @@ def train_stage(cfg: TextRunConfig, expected_stage: str | None = None) -> dict[s
     title = f"text-mpt {cfg.stage}: {cfg.output_dir} — {CONVENTION[mode]} ({which})"
     notes = ["split = test: reported numbers; split = val: model selection (never reported as the result)"
              if mode == "auto" else CONVENTION[mode]] + split_notes(cfg, plan)
-    paths = write_results(run_dir, specs, sections, title, notes) if trainer.info.is_main else (
+    paths = write_results(run_dir, specs, sections, title, notes,
+                          provenance_line(trainer.fingerprint)) if trainer.info.is_main else (
         run_dir / "results.md", run_dir / "results.csv")
     if trainer.info.is_main:
         append_run_health(paths[0], run_dir)
@@ -243,6 +291,7 @@ def evaluate_run(cfg: TextRunConfig) -> dict[str, Any]:
     from .inference import load_trained
 
     path = cfg.checkpoint or cfg.output_dir
+    preflight(cfg, "eval", resolve_data_root(cfg.data_root))
     model, tokenizer, run_cfg = load_trained(path, [task_spec(t) for t in cfg.tasks], backbone_cfg=cfg.backbone,
                                              eval_cfg=cfg.eval)
     part = cfg.selection.eval_part
@@ -260,6 +309,6 @@ def evaluate_run(cfg: TextRunConfig) -> dict[str, Any]:
             "dev": "the full eval split (it contains the val half under the small rule)"}[part]
     title = f"text-mpt eval: {path} on {what}"
     paths = write_results(out_dir, model.specs, [(part, metrics, None)], title,
-                          [f"selection.eval_part={part}"] + split_notes(cfg, plan))
+                          [f"selection.eval_part={part}"] + split_notes(cfg, plan), provenance_line(fingerprint(to_dict(cfg))))
     return {"run_dir": str(out_dir), "metrics": metrics, "split": part, "selection": selection_meta(cfg, plan),
             "results": paths}

@@ -71,7 +71,7 @@ class T5DataConfig:
     """Pretraining text and corruption.
 
     Attributes:
-        root: shared data folder ("" = ``$MVLPT_SHARED_DATA`` or ``../shared/data``).
+        root: shared data folder ("" = ``$MVLPT_DATA`` or ``../shared/data``).
         files: span-corruption (and tokenizer) JSON Lines files under ``root`` (training splits of
             non-target tasks only).
         supervised: built-in tasks whose training split is mixed in as text-to-text examples

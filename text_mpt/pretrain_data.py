@@ -12,7 +12,6 @@ No file of a miniature *target* task (:data:`TARGET_DIRS`) may enter either part
 from __future__ import annotations
 
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any, Sequence
@@ -21,6 +20,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from mvlpt.core.data_root import shared_data_root
 from mvlpt.core.errors import ConfigError, DataError
 
 from .span_corruption import span_corrupt
@@ -63,9 +63,8 @@ def check_supervised(tasks: Sequence[str]) -> None:
             raise ConfigError(f"supervised task {t!r} is not allowed; choose from {list(ALLOWED_SUPERVISED)}")
 
 def default_data_root() -> Path:
-    """``$MVLPT_SHARED_DATA`` or ``<repo>/../shared/data``."""
-    env = os.environ.get("MVLPT_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[1].parent / "shared" / "data"
+    """``$MVLPT_DATA`` (old name ``$MVLPT_SHARED_DATA``) or ``<repo>/../shared/data``."""
+    return shared_data_root()
 
 
 def record_text(record: Any) -> list[str]:
@@ -126,7 +125,7 @@ def _clean_rows(path: Path, what: str, key: str, exclude: set[tuple[str, ...]] |
     """The JSON Lines records of ``path`` that share no n-gram of ``exclude``; how many were left out
     goes to ``dropped[key]``."""
     if not path.is_file():
-        raise DataError(f"{what} file not found: {path} (set data.root or $MVLPT_SHARED_DATA)")
+        raise DataError(f"{what} file not found: {path} (set data.root or $MVLPT_DATA)")
     with path.open() as f:
         records = [json.loads(line) for line in f if line.strip()]
     kept = [r for r in records if not is_contaminated(r, exclude or set())]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import random
 from pathlib import Path
 
@@ -32,16 +33,31 @@ def _read_class_map(ddir: Path) -> dict[str, str]:
     return out
 
 
-def _stratified_split(items: list[tuple[str, int]], frac: float, name: str) -> tuple[list, list]:
-    """Per class, a seeded shuffle of the sorted files; ``round(n*frac)`` (>=1 if n>=2) go to test."""
+def content_seed(root: Path, files: list[str]) -> str:
+    """The split seed of one class: SHA-256 of its sorted file paths relative to ``root`` (``/``-joined),
+    so the split depends on the files only, not on the dataset's name or where the folder lives."""
+    rel = sorted(Path(p).relative_to(root).as_posix() for p in files)
+    return hashlib.sha256("\n".join(rel).encode()).hexdigest()
+
+
+def _stratified_split(items: list[tuple[str, int]], frac: float, name: str, root: Path,
+                      folders: list[str]) -> tuple[list, list]:
+    """Per class, the sorted files shuffled by ``random.Random("mvlpt-split:<content_seed>")``;
+    ``round(n*frac)`` of them (at least 1, at most n-1) go to test. A class with fewer than 2 images
+    cannot give a test image: :class:`DataError` naming it."""
     by_class: dict[int, list[str]] = {}
     for p, y in items:
         by_class.setdefault(y, []).append(p)
+    single = [f"{folders[y]!r} ({len(v)} image)" for y, v in sorted(by_class.items()) if len(v) < 2]
+    if single:
+        raise DataError(f"{name}: class folder(s) {', '.join(single)} under {root} have a single image: holding out "
+                        f"test_fraction={frac} per class needs at least 2 images per class (one to train, one to "
+                        "test); add images, or give root/train/<class>/ and root/test/<class>/ folders")
     train, test = [], []
     for y in sorted(by_class):
         files = sorted(by_class[y])
-        random.Random(f"mvlpt-split:{name}:{y}").shuffle(files)
-        n_test = min(max(1, round(len(files) * frac)), len(files) - 1) if len(files) >= 2 else 0
+        random.Random(f"mvlpt-split:{content_seed(root, files)}").shuffle(files)
+        n_test = min(max(1, round(len(files) * frac)), len(files) - 1)
         test += [(p, y) for p in files[:n_test]]
         train += [(p, y) for p in files[n_test:]]
     return train, test
@@ -67,19 +83,25 @@ def load_imagefolder(spec: DatasetSpec, ddir: Path, hint: str = "") -> VLTask:
                 raise DataError(f"{spec.name}/{k}: class folder(s) {extra} are not in the train split's class list")
             items[k] = make_dataset(str(d), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
         if "test" not in items:
-            items["train"], items["test"] = _stratified_split(items["train"], spec.test_fraction, spec.name)
+            items["train"], items["test"] = _stratified_split(items["train"], spec.test_fraction, spec.name,
+                                                              split_dirs["train"], folders)
     else:
         all_items = make_dataset(str(root), class_to_idx, extensions=IMG_EXTENSIONS, allow_empty=True)
         _check_nonempty(spec.name, folders, all_items)
-        tr, te = _stratified_split(all_items, spec.test_fraction, spec.name)
+        tr, te = _stratified_split(all_items, spec.test_fraction, spec.name, root, folders)
         items = {"train": tr, "test": te}
+    if len(folders) < 2:
+        where = split_dirs["train"] if has_splits else root
+        raise DataError(f"{spec.name}: only one class folder ({folders[0]!r}) under {where}: a classification task "
+                        "needs at least 2 classes (with one, every prediction is right); add class folders or point "
+                        "the image folder at the directory that holds them")
     cmap = _read_class_map(ddir)
     classnames = list(spec.classnames) if spec.classnames else [cmap.get(f, f.replace("_", " ")) for f in folders]
     if len(classnames) != len(folders):
         raise DataError(f"{spec.name}: classnames has {len(classnames)} names but there are {len(folders)} class folders")
     _check_nonempty(spec.name, folders, items["train"])
     classnames = check_classnames(spec.name, classnames)
-    check_labels(spec.name, classnames, {k: [y for _, y in v] for k, v in items.items()})
+    check_labels(spec.name, classnames, {k: [y for _, y in v] for k, v in items.items()}, nonempty=("train", "test"))
     splits = {
         k: VLDataset(f"{spec.name}/{k}", "classification", classnames, [p for p, _ in v], [y for _, y in v],
                      max_unreadable_fraction=spec.max_unreadable_fraction)

@@ -11,10 +11,19 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
+
+from mvlpt.core.cli_common import EXIT_BAD_INPUT, EXIT_FAILED, package_version, run_guarded, unknown_command
+from mvlpt.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from .pipeline.run_config import CLIPRunConfig
 
 REPO_CONFIGS = Path(__file__).resolve().parents[2] / "configs" / "clip"
 QUICKSTART = REPO_CONFIGS / "quickstart.yaml"
+COMMANDS = ("teachers", "source", "adapt", "zeroshot", "fewshot", "experiment", "quickstart", "predict", "pretrain")
+#: the commands that train (``--fresh``)
+TRAINING_COMMANDS = ("teachers", "source", "adapt", "fewshot", "experiment", "quickstart")
 
 DESCRIPTION = """\
 Multitask prompt tuning of a frozen CLIP (MPT / MVLPT).
@@ -54,11 +63,13 @@ def _add_config(p: argparse.ArgumentParser, required: bool = True) -> None:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="mvlpt", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"%(prog)s {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     helps = {
         "teachers": "train vanilla teacher prompts, one per source task",
         "source": "train decomposed prompts on all source tasks, distilled from the teachers",
-        "adapt": "adapt to the target task (from the source run; --scratch for a single-task baseline)",
+        "adapt": "adapt to the target task (from the source run; --scratch for a single-task baseline); with "
+                 "target.shots=K it trains with train.seed = target.seed, as the fewshot cell k<K>_s<seed> does",
         "zeroshot": "evaluate zero-shot CLIP with hand templates on the target",
         "fewshot": "run the few-shot sweep (methods x shots x seeds) on the target",
         "experiment": "teachers -> source -> fewshot in one command",
@@ -67,6 +78,9 @@ def build_parser() -> argparse.ArgumentParser:
     for name, text in helps.items():
         p = sub.add_parser(name, help=text, description=text)
         _add_config(p, required=name != "quickstart")
+        if name in TRAINING_COMMANDS:
+            p.add_argument("--fresh", action="store_true",
+                           help="discard the run directory's previous contents instead of resuming (= fresh=true)")
         if name == "adapt":
             p.add_argument("--scratch", action="store_true",
                            help="single-task prompt from random init (CoOp/VPT/UPT baseline) instead of the source")
@@ -76,12 +90,13 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Classify images / answer questions with a trained run. One model serves every "
                                    "task of the run; --task may be given once or once per image.")
     p.add_argument("--run", required=True, help="run directory (holds config.json and checkpoints/)")
-    p.add_argument("--task", action="append", required=True,
-                   help="task name or id; once for all images or once per image")
+    p.add_argument("--task", action="append", default=None,
+                   help="task name or id; once for all images or once per image (not needed for a one-task run)")
+    p.add_argument("--topk", type=int, default=1, help="print the N most probable classes / answers per image")
     p.add_argument("--question", action="append", default=None, help="question (VQA tasks); once or once per image")
     p.add_argument("--device", default="auto")
     p.add_argument("--json", action="store_true", help="print JSON lines")
-    p.add_argument("images", nargs="+", help="image files")
+    p.add_argument("images", nargs="+", help="image files (unreadable ones are skipped with a message; exit code 1)")
     sub.add_parser("pretrain", help="pretrain the tiny CLIP (see mvlpt.clip.pretrain)", add_help=False)
     return parser
 
@@ -92,7 +107,7 @@ def _per_image(values: list[str] | None, n: int, what: str) -> list[str | None] 
     if len(values) == 1:
         return values * n
     if len(values) != n:
-        raise SystemExit(f"mvlpt predict: give --{what} once or once per image ({n}), found {len(values)}")
+        raise ConfigError(f"give --{what} once or once per image ({n}), found {len(values)}")
     return values
 
 
@@ -102,6 +117,8 @@ def _print_result(res) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Console entry point: library errors are one line ``mvlpt <command>: error: ...`` with exit code 2
+    (a failed ``--strict`` health check: 1); Ctrl-C exits with 130 after training saved a checkpoint."""
     if argv is None:  # the console command: health warnings as plain WARNING lines
         from mvlpt.core.health import readable_warnings
 
@@ -110,30 +127,51 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "pretrain":
         from mvlpt.clip import pretrain
 
-        return int(pretrain.main(argv[1:]) or 0)
+        return run_guarded("mvlpt pretrain", lambda: pretrain.main(argv[1:]))
     parser = build_parser()
+    bad = unknown_command(argv, COMMANDS)
+    if bad:
+        print(f"mvlpt: error: {bad}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     args = parser.parse_args(argv)
     if args.command is None:
         parser.print_help()
         return 2
-    from mvlpt.core.errors import MVLPTError
+    return run_guarded(f"mvlpt {args.command}", lambda: _dispatch(args))
 
-    try:
-        return _dispatch(args)
-    except (MVLPTError, FileNotFoundError) as e:
-        print(f"mvlpt {args.command}: error: {e}", file=sys.stderr)
-        return 1
+
+def command_overrides(args: argparse.Namespace) -> list[str]:
+    """The ``key=value`` overrides of a command: its own plus those its flags stand for."""
+    return (list(args.overrides) + (["train.health.strict=true"] if getattr(args, "strict", False) else [])
+            + (["fresh=true"] if getattr(args, "fresh", False) else []))
+
+
+def stage_config(cfg: "CLIPRunConfig", command: str, scratch: bool = False,
+                 ensemble: bool = False) -> "CLIPRunConfig":
+    """The stage config of a one-stage command (``teachers | source | adapt | zeroshot``).
+
+    ``adapt`` with ``target.shots=K`` trains with ``train.seed = target.seed``, as the few-shot sweep's
+    cell ``k<K>_s<seed>`` does, so the run named ``..._k<K>_s<seed>`` is that cell's run (a command-line
+    ``train.seed=...`` still wins, in both)."""
+    from .pipeline.run_config import config_for_stage
+
+    stage = {"teachers": "teachers", "source": "source", "zeroshot": "zeroshot",
+             "adapt": "single" if scratch else "target"}[command]
+    extra: dict = {"zeroshot_ensemble": True} if ensemble else {}
+    out = config_for_stage(cfg, stage, extra or None)
+    if command == "adapt" and out.target is not None and out.target.shots and out.target.seed:
+        out = config_for_stage(cfg, stage, {**extra, "train": {"seed": out.target.seed}})
+    return out
 
 
 def _dispatch(args: argparse.Namespace) -> int:
-    from .pipeline import (config_for_stage, load_run_config, run_experiment, run_fewshot, run_stage)
-
     if args.command == "predict":
         return _predict(args)
-    overrides = list(args.overrides) + (["train.health.strict=true"] if getattr(args, "strict", False) else [])
-    cfg = load_run_config(args.config, overrides)
+    from .pipeline.run_config import load_run_config
+
+    cfg = load_run_config(args.config, command_overrides(args))
     if args.command in ("experiment", "quickstart"):
-        from .pipeline.experiment import ensure_backbone
+        from .pipeline.experiment import ensure_backbone, run_experiment
 
         cfg = ensure_backbone(cfg, print)
         out = run_experiment(cfg)
@@ -141,29 +179,48 @@ def _dispatch(args: argparse.Namespace) -> int:
               f"\n({out['time_s']:.0f}s)")
         return 0
     if args.command == "fewshot":
+        from .pipeline.sweep import run_fewshot
+
         out = run_fewshot(cfg)
         print(f"\n{out['table']}\nplot: {out['paths']['plot']}\nall runs: {out['paths']['runs_csv']}")
         return 0
-    stage = {"teachers": "teachers", "source": "source", "zeroshot": "zeroshot",
-             "adapt": "single" if getattr(args, "scratch", False) else "target"}[args.command]
-    extra = {"zeroshot_ensemble": True} if getattr(args, "ensemble", False) else None
-    _print_result(run_stage(config_for_stage(cfg, stage, extra)))
+    from .pipeline.stages import run_stage
+
+    stage_cfg = stage_config(cfg, args.command, getattr(args, "scratch", False), getattr(args, "ensemble", False))
+    _print_result(run_stage(stage_cfg))
     return 0
 
 
 def _predict(args: argparse.Namespace) -> int:
+    """Print one line per image (``image  task  prediction  probability``; ``--topk``: the N best); an
+    unreadable image is reported as ``skipped <path>: <reason>`` and the others are still predicted."""
+    if args.topk < 1:
+        raise ConfigError(f"--topk must be >= 1, found {args.topk}")
+    n = len(args.images)
+    per_task = _per_image(args.task, n, "task")
+    tasks = None if per_task is None else [int(t) if t.isdigit() else t for t in per_task]  # type: ignore[union-attr]
+    questions = _per_image(args.question, n, "question")
     from .pipeline.predict import Predictor
 
-    n = len(args.images)
-    tasks = [int(t) if t.isdigit() else t for t in _per_image(args.task, n, "task")]  # type: ignore[union-attr]
     predictor = Predictor.from_run(args.run, device=args.device)
-    rows = predictor.predict(args.images, tasks, _per_image(args.question, n, "question"))
+    rows = predictor.predict(args.images, tasks, questions, topk=args.topk, skip_unreadable=True)
+    skipped = 0
     for img, row in zip(args.images, rows):
-        if args.json:
+        if "error" in row:
+            skipped += 1
+            print(f"skipped {img}: {row['error']}", file=sys.stderr)
+            if args.json:
+                print(json.dumps({"image": img, **row}))
+        elif args.json:
             print(json.dumps({"image": img, **row}))
+        elif args.topk > 1:
+            best = ", ".join(f"{t['prediction']} {t['prob']:.3f}" for t in row["top"])
+            print(f"{img}\t{row['task']}\t{row['prediction']}\t{row['prob']:.3f}\t{best}")
         else:
-            print(f"{img}\t{row['task']}\t{row['prediction']}")
-    return 0
+            print(f"{img}\t{row['task']}\t{row['prediction']}\t{row['prob']:.3f}")
+    if skipped:
+        print(f"mvlpt predict: {skipped} of {n} image(s) skipped", file=sys.stderr)
+    return EXIT_FAILED if skipped else 0
 
 
 if __name__ == "__main__":

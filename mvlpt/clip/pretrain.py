@@ -44,7 +44,7 @@ class ClipDataConfig:
     """Pretraining data.
 
     Attributes:
-        root: folder of the shared Parquet datasets ("" = ``$MVLPT_SHARED_DATA`` or ``../shared/data``).
+        root: folder of the shared Parquet datasets ("" = ``$MVLPT_DATA`` or ``../shared/data``).
         datasets: pretraining datasets (their ``train`` splits), one task each.
         families: caption template family per dataset (default ``generic``).
         no_flip: datasets never flipped horizontally (digits).

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import random
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -24,6 +23,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 
 from mvlpt.core.checkpoint import load_tensors, save_tensors
+from mvlpt.core.data_root import shared_data_root
 from mvlpt.core.errors import DataError
 
 OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -69,9 +69,8 @@ _DIGIT_WORDS = ["zero", "one", "two", "three", "four", "five", "six", "seven", "
 
 
 def default_data_root() -> Path:
-    """``$MVLPT_SHARED_DATA`` or ``<repo>/../shared/data`` (the shared data folder beside the checkout)."""
-    env = os.environ.get("MVLPT_SHARED_DATA")
-    return Path(env) if env else Path(__file__).resolve().parents[2].parent / "shared" / "data"
+    """``$MVLPT_DATA`` (old name ``$MVLPT_SHARED_DATA``) or ``<repo>/../shared/data`` (beside the checkout)."""
+    return shared_data_root()
 
 
 def resize_crop(img: Image.Image, size: int) -> np.ndarray:
@@ -91,7 +90,7 @@ def read_parquet_split(path: Path) -> tuple[list[bytes], list[int], list[str]]:
 
     if not path.is_file():
         raise DataError(f"image split not found: {path} (expected a Parquet file from ../shared/data; "
-                        "set $MVLPT_SHARED_DATA or data.root)")
+                        "set $MVLPT_DATA or data.root)")
     table = pq.read_table(path)
     meta = json.loads(table.schema.metadata[b"huggingface"])
     names = meta["info"]["features"]["label"]["names"]

@@ -14,10 +14,17 @@ against its union index (position of its task's block + label). VQA candidates d
 question, so a VQA sample keeps its own answer candidates (and its soft cross-entropy), and the
 VQA columns stay ``-inf`` for classification samples. Predictions and accuracies stay per task
 (argmax over the sample's own task's columns), as the official code evaluates each dataset.
+
+Host syncs. The training step reads the batch's task ids to the host once (:func:`host_task_ids`,
+remembered for the last tensor, so a teacher scoring the same batch reads nothing again); rows of a
+task are found with ``nonzero_static`` of the known count and the layout's lookup tables live on
+the device, so scoring and the loss wait for the device nowhere else. Labels are checked eagerly
+on the CPU; on an accelerator each task's labels are checked the first time the task appears.
 """
 
 from __future__ import annotations
 
+import weakref
 from collections import defaultdict
 from typing import Any, Callable, Sequence
 
@@ -34,6 +41,35 @@ from .vqa import candidate_scores, require_questions, soft_target_loss
 ClassFeatures = Callable[[int], Tensor]
 #: (question, answer) text features of a task's rows: ``(task id, questions) -> (n, A_k, e)`` (any norm)
 PairFeatures = Callable[[int, list[str]], Tensor]
+
+_last_ids: tuple[weakref.ref, int, list[int]] | None = None
+
+
+def host_task_ids(task_ids: Tensor) -> list[int]:
+    """``task_ids.tolist()`` (one host sync), remembered for the last tensor asked: the teacher of a
+    source stage scores the very batch the student just read."""
+    global _last_ids
+    if _last_ids is not None and _last_ids[0]() is task_ids and _last_ids[1] == task_ids._version:
+        return _last_ids[2]
+    ids = [int(k) for k in task_ids.tolist()]
+    _last_ids = (weakref.ref(task_ids), task_ids._version, ids)
+    return ids
+
+
+def check_every_batch(device: torch.device) -> bool:
+    """Whether labels are checked in every batch (CPU: nothing to wait for) or once per task (accelerators)."""
+    return device.type == "cpu"
+
+
+def present_tasks(task_ids: Tensor) -> list[int]:
+    """The distinct task ids of a batch, sorted (from :func:`host_task_ids`)."""
+    return sorted(set(host_task_ids(task_ids)))
+
+
+def task_rows(task_ids: Tensor, k: int) -> Tensor:
+    """Rows of task ``k`` (ascending) without a host sync: the count is known on the host."""
+    n = host_task_ids(task_ids).count(k)
+    return torch.nonzero_static(task_ids == k, size=n).squeeze(1)
 
 
 class ClassLayout:
@@ -55,43 +91,92 @@ class ClassLayout:
         if self.union and not self.union_tasks:
             raise ConfigError("union scoring over the tasks' classes (source_mode: mvlpt / prompt.shared_prompt) "
                               "needs at least one classification task; all tasks are VQA")
+        self._tables: dict[torch.device, dict[str, Tensor]] = {}
+        self._labels_checked: set[int] = set()
+
+    def table(self, name: str, device: torch.device) -> Tensor:
+        """A lookup table on ``device``, built once per device (``offsets``, ``sizes``, ``union_start``,
+        ``is_classification``, ``in_union``, ``union_columns``): no host-to-device copy per step."""
+        if device not in self._tables:
+            n = len(self.tasks)
+            in_union = torch.zeros(self.size, dtype=torch.bool)
+            in_union[self.union_columns] = True
+            cpu = {"offsets": torch.tensor(self.offsets, dtype=torch.long),
+                   "sizes": torch.tensor(self.sizes, dtype=torch.long),
+                   "union_start": torch.tensor([self._union_start.get(k, 0) for k in range(n)], dtype=torch.long),
+                   "is_classification": torch.tensor(self.is_classification, dtype=torch.bool),
+                   "in_union": in_union,
+                   "union_columns": torch.tensor(self.union_columns, dtype=torch.long)}
+            self._tables[device] = {k: v.to(device) for k, v in cpu.items()}
+        return self._tables[device][name]
 
     def columns(self, k: int) -> slice:
         return slice(self.offsets[k], self.offsets[k] + self.sizes[k])
 
     def check_task_ids(self, task_ids: Tensor) -> None:
-        if task_ids.numel() and (int(task_ids.min()) < 0 or int(task_ids.max()) >= len(self.tasks)):
-            raise TaskIdError(f"task ids {sorted(set(task_ids.tolist()))} out of range: this model has "
+        ids = host_task_ids(task_ids)
+        if ids and (min(ids) < 0 or max(ids) >= len(self.tasks)):
+            raise TaskIdError(f"task ids {sorted(set(ids))} out of range: this model has "
                               f"{len(self.tasks)} task(s) {[t.name for t in self.tasks]}")
 
-    def classification_rows(self, task_ids: Tensor) -> Tensor:
-        """``(B,)`` bool: the samples of classification tasks."""
-        return torch.tensor(self.is_classification, dtype=torch.bool, device=task_ids.device)[task_ids]
-
-    def union_labels(self, task_ids: Tensor, labels: Tensor) -> Tensor:
-        """Each classification sample's position in the union of the classification classes
-        (``union_columns``): start of its task's block + label; labels are checked."""
-        sizes = torch.tensor(self.sizes, device=labels.device)[task_ids]
-        bad = ((labels < 0) | (labels >= sizes)).nonzero(as_tuple=True)[0]
-        if bad.numel():
-            i = int(bad[0])
+    def check_labels(self, task_ids: Tensor, labels: Tensor) -> None:
+        """Refuse a classification label outside its task's classes. A CPU batch is checked whole (no
+        device to wait for); on an accelerator a task's labels are checked on its first appearance only
+        (the datasets' class lists are checked before training; a later bad label still fails, in the
+        loss's indexing, as a device-side assertion)."""
+        tasks = [k for k in present_tasks(task_ids) if self.is_classification[k]]
+        every = check_every_batch(labels.device)
+        if not every:
+            tasks = [k for k in tasks if k not in self._labels_checked]
+            if not tasks:
+                return
+        sizes = self.table("sizes", labels.device)[task_ids]
+        bad = (labels < 0) | (labels >= sizes)
+        bad &= self.table("is_classification", labels.device)[task_ids]
+        if not every:
+            self._labels_checked.update(tasks)
+            checked = torch.zeros(len(self.tasks), dtype=torch.bool)
+            checked[tasks] = True
+            bad &= checked.to(labels.device)[task_ids]
+        rows = bad.nonzero(as_tuple=True)[0]
+        if rows.numel():
+            i = int(rows[0])
             k = int(task_ids[i])
             raise DataError(f"task {self.tasks[k].name!r}: label {int(labels[i])} is outside its {self.sizes[k]} "
                             "classes; the model's class list does not match the dataset's")
-        start = torch.tensor([self._union_start.get(k, 0) for k in range(len(self.tasks))], device=labels.device)
-        return start[task_ids] + labels
+
+    def classification_rows(self, task_ids: Tensor) -> Tensor:
+        """``(B,)`` bool: the samples of classification tasks."""
+        return self.table("is_classification", task_ids.device)[task_ids]
+
+    def classification_row_index(self, task_ids: Tensor) -> Tensor:
+        """Indices of the classification samples (ascending), without a host sync."""
+        n = sum(1 for k in host_task_ids(task_ids) if self.is_classification[k])
+        return torch.nonzero_static(self.classification_rows(task_ids), size=n).squeeze(1)
+
+    def union_labels(self, task_ids: Tensor, labels: Tensor, check: bool = True) -> Tensor:
+        """Each classification sample's position in the union of the classification classes
+        (``union_columns``): start of its task's block + label; labels are checked unless ``check`` is False."""
+        if check:
+            sizes = self.table("sizes", labels.device)[task_ids]
+            bad = ((labels < 0) | (labels >= sizes)).nonzero(as_tuple=True)[0]
+            if bad.numel():
+                i = int(bad[0])
+                k = int(task_ids[i])
+                raise DataError(f"task {self.tasks[k].name!r}: label {int(labels[i])} is outside its {self.sizes[k]} "
+                                "classes; the model's class list does not match the dataset's")
+        return self.table("union_start", labels.device)[task_ids] + labels
 
     def mask(self, task_ids: Tensor) -> Tensor:
         """``(B, C_union)`` bool, True on each sample's own task's columns (union scoring: a
         classification sample's row is True on every classification column)."""
         cols = torch.arange(self.size, device=task_ids.device)
-        off = torch.tensor(self.offsets, device=task_ids.device)[task_ids]
-        size = torch.tensor(self.sizes, device=task_ids.device)[task_ids]
+        off = self.table("offsets", task_ids.device)[task_ids]
+        size = self.table("sizes", task_ids.device)[task_ids]
         own = (cols >= off[:, None]) & (cols < (off + size)[:, None])
         if not self.union:
             return own
-        in_union = torch.zeros(self.size, dtype=torch.bool, device=task_ids.device)
-        in_union[self.union_columns] = True
+        in_union = self.table("in_union", task_ids.device)
         return torch.where(self.classification_rows(task_ids)[:, None], in_union[None, :], own)
 
 
@@ -108,39 +193,40 @@ def score_batch(layout: ClassLayout, batch: dict[str, Any], image_features: Tens
     """
     task_ids, labels = batch["task_ids"], batch["labels"]
     layout.check_task_ids(task_ids)
+    layout.check_labels(task_ids, labels)
     b, e = image_features.shape
     img = F.normalize(image_features.float(), dim=-1)
     logits = img.new_full((b, layout.size), float("-inf"))
     target = img.new_zeros(b, e)
     valid = torch.zeros(b, dtype=torch.bool, device=img.device)
     if layout.union:  # classification samples: against the union of all classification classes
-        rows = layout.classification_rows(task_ids).nonzero(as_tuple=True)[0]
+        rows = layout.classification_row_index(task_ids)
         if rows.numel():
-            y = layout.union_labels(task_ids[rows], labels[rows])
+            y = layout.union_labels(task_ids[rows], labels[rows], check=False)
             raw = torch.cat([class_features(k).float() for k in layout.union_tasks])
             txt = F.normalize(raw, dim=-1)
-            cols = torch.tensor(layout.union_columns, device=img.device)
+            cols = layout.table("union_columns", img.device)
             logits = logits.index_put((rows[:, None], cols[None, :]), (scale * img[rows] @ txt.T).to(logits.dtype))
             target = target.index_put((rows,), raw[y].to(target.dtype))
             valid = valid.index_put((rows,), torch.ones_like(rows, dtype=torch.bool))
-    for k in torch.unique(task_ids).tolist():
+    ids = host_task_ids(task_ids)
+    for k in present_tasks(task_ids):
         task = layout.tasks[k]
         if layout.union and task.task_type == "classification":
             continue
-        rows = (task_ids == k).nonzero(as_tuple=True)[0]
+        rows = task_rows(task_ids, k)
         y = labels[rows]
         n_cls = layout.sizes[k]
         if task.task_type == "classification":
-            bad = y[(y < 0) | (y >= n_cls)]
-            if bad.numel():
-                raise DataError(f"task {task.name!r}: label {int(bad[0])} is outside its {n_cls} classes; "
-                                "the model's class list does not match the dataset's")
             raw = class_features(k).float()  # (C, e)
             block = img[rows] @ F.normalize(raw, dim=-1).T
             tgt = raw[y]
         else:
-            qs = [batch["questions"][i] for i in rows.tolist()]
-            qs = require_questions(task, qs, batch["indices"][rows].tolist())
+            host_rows = [i for i, t in enumerate(ids) if t == k]
+            qs = [batch["questions"][i] for i in host_rows]
+            if any(q is None or not str(q).strip() for q in qs):  # name the samples (a host read, on error only)
+                require_questions(task, qs, batch["indices"][rows].tolist())
+            qs = [str(q) for q in qs]
             raw = pair_features(k, qs).float()  # (n, A, e)
             block = torch.einsum("ne,nae->na", img[rows], F.normalize(raw, dim=-1))
             yc = y.clamp(0, n_cls - 1)
@@ -159,16 +245,17 @@ def batch_loss(layout: ClassLayout, batch: dict[str, Any], logits: Tensor) -> Te
     scoring: a classification sample's cross-entropy is over the union of the classification classes."""
     task_ids, labels = batch["task_ids"], batch["labels"]
     total = logits.new_zeros(())
-    count = 0
+    count: Tensor | int = 0
     if layout.union:
-        rows = layout.classification_rows(task_ids).nonzero(as_tuple=True)[0]
+        rows = layout.classification_row_index(task_ids)
         if rows.numel():
-            cols = torch.tensor(layout.union_columns, device=logits.device)
+            cols = layout.table("union_columns", logits.device)
             block = logits[rows[:, None], cols[None, :]].float()
-            total = total + F.cross_entropy(block, layout.union_labels(task_ids[rows], labels[rows]), reduction="sum")
+            y = layout.union_labels(task_ids[rows], labels[rows], check=False)
+            total = total + F.cross_entropy(block, y, reduction="sum")
             count += len(rows)
-    for k in torch.unique(task_ids).tolist():
-        rows = (task_ids == k).nonzero(as_tuple=True)[0]
+    for k in present_tasks(task_ids):
+        rows = task_rows(task_ids, k)
         block = logits[rows, layout.columns(k)].float()
         task = layout.tasks[k]
         if layout.union and task.task_type == "classification":
@@ -180,15 +267,20 @@ def batch_loss(layout: ClassLayout, batch: dict[str, Any], logits: Tensor) -> Te
             scores = candidate_scores(batch.get("answer_scores"), rows, layout.sizes[k], task)
             loss, ok = soft_target_loss(block, scores)
             total = total + loss.sum()
-            count += int(ok.sum())
-    return total / max(count, 1)
+            count = count + ok.sum()  # a tensor: no host sync
+    return total / (count.clamp(min=1) if isinstance(count, Tensor) else max(count, 1))
 
 
 def make_records(layout: ClassLayout, batch: dict[str, Any], logits: Tensor) -> list[dict[str, Any]]:
-    """Prediction records ``{task_id, index, pred, label, correct}`` (VQA: ``correct`` = soft score of ``pred``)."""
+    """Prediction records ``{task_id, index, pred, label, correct}`` (VQA: ``correct`` = soft score of ``pred``);
+    rows marked in ``batch["unscored"]`` (unreadable evaluation images, see :func:`datasets_vl.collate_vl`) get none."""
     out = []
     scores = batch.get("answer_scores")
+    unscored = batch.get("unscored")
+    skip = set(unscored.nonzero().flatten().tolist()) if unscored is not None else set()
     for i, (k, idx, y) in enumerate(zip(batch["task_ids"].tolist(), batch["indices"].tolist(), batch["labels"].tolist())):
+        if i in skip:
+            continue
         pred = int(logits[i, layout.columns(k)].argmax())
         if layout.tasks[k].task_type == "vqa":
             correct: float | bool = float(scores[i, pred]) if scores is not None and pred < scores.shape[1] else float(pred == y)

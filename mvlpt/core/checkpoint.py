@@ -9,7 +9,10 @@ Layout of one checkpoint directory (``run_dir/checkpoints/step_<n>/``)::
 
 Directories are written to ``<name>.tmp`` and renamed into place, and the
 ``checkpoints/latest`` pointer is replaced atomically, so a crash while writing
-leaves the previous checkpoint loadable.
+leaves the previous checkpoint loadable. Resume takes the newest *complete* checkpoint
+(:func:`find_checkpoint`: every file present, JSON parsing, safetensors headers and lengths valid)
+and says why it skipped newer ones; :func:`prune_checkpoints` never deletes the one just written,
+the only complete one, or a newer one it has not yet replaced.
 """
 
 from __future__ import annotations
@@ -221,19 +224,96 @@ def set_latest(checkpoints_dir: str | Path, name: str) -> None:
     os.replace(tmp, p)
 
 
-def latest_checkpoint(checkpoints_dir: str | Path) -> Path | None:
-    """The newest complete checkpoint directory, or None."""
+#: the files of a step checkpoint; all must be present and readable to resume from it
+STEP_FILES = (PROMPTS_FILE, CONFIG_FILE, OPTIM_FILE, STATE_FILE)
+
+
+def check_safetensors(path: str | Path) -> None:
+    """Refuse a safetensors file whose header does not parse or whose data is shorter than the header says."""
+    path = Path(path)
+    _check_safetensors_file(path)
+    size = path.stat().st_size
+    with path.open("rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise CheckpointError(f"{path}: the safetensors header is not valid JSON; the file may be truncated") from None
+    ends = [int(v["data_offsets"][1]) for k, v in header.items() if k != "__metadata__" and isinstance(v, dict)]
+    if max(ends, default=0) > size - 8 - n:
+        raise CheckpointError(f"{path} is truncated: {size - 8 - n} data bytes, the header describes {max(ends)}")
+
+
+def checkpoint_problem(path: str | Path) -> str | None:
+    """Why ``path`` is not a complete step checkpoint (a file missing or unreadable), or None."""
+    path = Path(path)
+    for name in STEP_FILES:
+        f = path / name
+        if not f.is_file():
+            return f"{name} missing"
+        try:
+            if name.endswith(".json"):
+                read_json(f)
+            else:
+                check_safetensors(f)
+        except (CheckpointError, OSError, ValueError) as e:
+            return f"{name} unreadable ({str(e).split(';')[0].replace(str(f), name)})"
+    return None
+
+
+def _step(p: Path) -> int | None:
+    return int(p.name[5:]) if p.name.startswith("step_") and p.name[5:].isdigit() and p.is_dir() else None
+
+
+def step_dirs(checkpoints_dir: str | Path) -> list[Path]:
+    """``step_<n>`` directories (no ``.tmp`` / ``.old``), by step."""
+    d = Path(checkpoints_dir)
+    return sorted((p for p in d.glob("step_*") if _step(p) is not None), key=lambda p: _step(p))  # type: ignore[arg-type,return-value]
+
+
+def find_checkpoint(checkpoints_dir: str | Path) -> tuple[Path | None, list[str]]:
+    """The newest complete step checkpoint (the ``latest`` pointer's first, then by step, newest first)
+    and why each newer candidate was skipped (``"skipping checkpoints/step_40: trainer_state.json missing"``)."""
     checkpoints_dir = Path(checkpoints_dir)
+    cands = step_dirs(checkpoints_dir)[::-1]
     pointer = checkpoints_dir / LATEST
     if pointer.is_file():
-        cand = checkpoints_dir / pointer.read_text().strip()
-        if (cand / STATE_FILE).is_file():
-            return cand
-    steps = sorted(
-        (p for p in checkpoints_dir.glob("step_*") if p.is_dir() and not p.name.endswith((".tmp", ".old")) and (p / STATE_FILE).is_file()),
-        key=lambda p: int(p.name.split("_")[1]),
-    )
-    return steps[-1] if steps else None
+        target = checkpoints_dir / pointer.read_text().strip()
+        if target in cands:
+            cands = [target] + [c for c in cands if c != target]
+    skipped = []
+    for c in cands:
+        problem = checkpoint_problem(c)
+        if problem is None:
+            return c, skipped
+        skipped.append(f"skipping {checkpoints_dir.name}/{c.name}: {problem}")
+    return None, skipped
+
+
+def latest_checkpoint(checkpoints_dir: str | Path) -> Path | None:
+    """The newest complete checkpoint directory, or None (see :func:`find_checkpoint`)."""
+    return find_checkpoint(checkpoints_dir)[0]
+
+
+def prune_checkpoints(checkpoints_dir: str | Path, keep_last: int, current: str | Path) -> list[Path]:
+    """Delete step checkpoints older than the ``keep_last`` newest complete ones; returns what was deleted.
+
+    Never deletes ``current`` (just written), a newer step (a later step will replace it) or the only
+    complete checkpoint; an incomplete one is deleted only when complete ones newer than it are kept."""
+    current = Path(current)
+    steps = step_dirs(checkpoints_dir)
+    cur = _step(current)
+    older = [p for p in steps if p != current and cur is not None and _step(p) < cur]  # type: ignore[operator]
+    complete = [p for p in older if checkpoint_problem(p) is None]
+    keep = set(complete[max(0, len(complete) - (keep_last - 1)):]) if keep_last > 1 else set()
+    if checkpoint_problem(current) is not None and complete:
+        keep.add(complete[-1])  # the one just written is not complete: keep the newest that is
+    removed = []
+    for p in older:
+        if p not in keep:
+            shutil.rmtree(p, ignore_errors=True)
+            removed.append(p)
+    return removed
 
 
 def resolve_prompts_file(path: str | Path) -> Path:

@@ -168,7 +168,12 @@ def parse_override(item: str) -> tuple[list[str], Any]:
     key = key.strip()
     if not key:
         raise ConfigError(f"override {item!r} has an empty key")
-    value = yaml.safe_load(raw) if raw.strip() else ""
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError as e:
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise ConfigError(f"override {item!r}: the value is not valid YAML ({problem}); quote it for a string, "
+                          "e.g. key='a: b'") from None
     if isinstance(value, str) and _FLOAT_RE.fullmatch(value.strip()):
         value = float(value)  # YAML 1.1 reads "1e-3" as a string
     return key.split("."), value
@@ -223,15 +228,43 @@ def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
+def _load_yaml_file(path: Path) -> Any:
+    """Parse a YAML file; a syntax error becomes one :class:`ConfigError` ``file:line:column: problem`` with the
+    offending line and a caret under the column."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: not a text (UTF-8) file ({e.reason} at byte {e.start}); give a YAML config") from None
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        problem = getattr(e, "problem", None) or str(e)
+        context = getattr(e, "context", None)
+        if mark is None:
+            raise ConfigError(f"{path}: invalid YAML: {problem}") from None
+        lines = text.splitlines()
+        line = lines[mark.line] if mark.line < len(lines) else ""
+        cm = getattr(e, "context_mark", None)
+        if context and cm is not None and cm.line != mark.line and cm.line < len(lines):
+            context += f" that starts at line {cm.line + 1}: {lines[cm.line].strip()!r}"
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}"
+        raise ConfigError(f"{where}: invalid YAML: {problem}" + (f" ({context})" if context else "")
+                          + f"\n    {line}\n    {' ' * mark.column}^") from None
+
+
 def read_yaml(path: str | Path) -> dict[str, Any]:
     """Read a YAML mapping; a top-level ``base: other.yaml`` (relative to the file) is merged under it."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file not found: {path} (give a path to a YAML file, e.g. configs/...)")
-    with path.open() as f:
-        data = yaml.safe_load(f) or {}
+    data = _load_yaml_file(path)
+    if data is None:
+        raise ConfigError(f"{path}: the config file is empty (expected a YAML mapping such as 'train: {{max_steps: 10}}'; "
+                          "an empty file would silently run every default)")
     if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level of a config must be a mapping, found {type(data).__name__}")
+        raise ConfigError(f"{path}: the top level of a config must be a mapping (key: value lines), "
+                          f"found a {type(data).__name__}")
     base = data.pop("base", None)
     if base:
         data = _deep_merge(read_yaml(path.parent / base), data)

@@ -29,3 +29,24 @@ class DataError(MVLPTError, ValueError):
 
 class NonFiniteLossError(MVLPTError, FloatingPointError):
     """Training produced a NaN or infinite loss."""
+
+
+class PreflightError(ConfigError, CheckpointError, DataError):
+    """Every problem a command's preflight found before its first training step, listed in one message
+    (a :class:`ConfigError`; also a checkpoint / data error, so handlers of either catch it)."""
+
+    def __init__(self, problems: list[str], what: str = "preflight") -> None:
+        self.problems, self.what = list(problems), what  # ``what``: the command that checked
+        if len(self.problems) == 1:
+            msg = self.problems[0]
+        else:
+            msg = f"{len(self.problems)} problems found before any training step (nothing was run):\n" + \
+                  "\n".join("  - " + p.replace("\n", "\n    ") for p in self.problems)
+        super().__init__(msg)
+
+    @classmethod
+    def check(cls, problems: list[str], what: str = "preflight") -> None:
+        """Raise when ``problems`` is not empty (duplicates dropped, order kept)."""
+        unique = list(dict.fromkeys(problems))
+        if unique:
+            raise cls(unique, what)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 
 class MetricsLogger:
@@ -38,6 +38,14 @@ class MetricsLogger:
 
     def truncate_after(self, step: int) -> None:
         """Drop lines logged after ``step`` (used on resume, so the file equals an uninterrupted run's)."""
+        self._keep(lambda row: row.get("step", 0) <= step)
+
+    def drop(self, step: int, split: str) -> None:
+        """Remove the lines of ``split`` at ``step`` (before logging them again)."""
+        self._keep(lambda row: (row.get("step"), row.get("split")) != (step, split))
+
+    def _keep(self, keep_row: Callable[[dict[str, Any]], bool]) -> None:
+        """Rewrite the file with the rows ``keep_row`` accepts (lines cut by a crash are dropped)."""
         if not self.enabled or not self.path.is_file():
             return
         keep = []
@@ -46,7 +54,7 @@ class MetricsLogger:
                 row = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a crash
-            if row.get("step", 0) <= step:
+            if keep_row(row):
                 keep.append(line)
         self.path.write_text("".join(l + "\n" for l in keep))
 

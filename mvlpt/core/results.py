@@ -27,13 +27,14 @@ def markdown_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None
 
 
 def write_table(rows: Sequence[dict[str, Any]], stem: str | Path, columns: Sequence[str] | None = None,
-                title: str | None = None, digits: int = 4) -> tuple[Path, Path]:
-    """Write ``<stem>.md`` and ``<stem>.csv``; return both paths."""
+                title: str | None = None, digits: int = 4, provenance: str | None = None) -> tuple[Path, Path]:
+    """Write ``<stem>.md`` and ``<stem>.csv``; return both paths. ``provenance`` (config fingerprint and git
+    commit, :func:`mvlpt.core.provenance.provenance_line`) goes under the markdown table."""
     stem = Path(stem)
     stem.parent.mkdir(parents=True, exist_ok=True)
     md = markdown_table(rows, columns, digits)
     md_path, csv_path = stem.with_suffix(".md"), stem.with_suffix(".csv")
-    md_path.write_text((f"# {title}\n\n" if title else "") + md)
+    md_path.write_text((f"# {title}\n\n" if title else "") + md + (f"\n{provenance}\n" if provenance else ""))
     cols = list(columns) if columns is not None else list(dict.fromkeys(k for r in rows for k in r))
     with csv_path.open("w", newline="") as f:
         w = csv.DictWriter(f, fieldnames=cols, extrasaction="ignore")

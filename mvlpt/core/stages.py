@@ -10,16 +10,15 @@ Heads build their prompt modules with :func:`build_stage_prompt`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Literal, Sequence
 
-import torch
 from torch import Tensor
 
 from .checkpoint import load_run_prompts, sub_state
 from .errors import CheckpointError, ConfigError
 from .prompts import DecomposedPrompt, PromptModule, VanillaPrompt, build_prompt
-from .transfer import SOURCE_INIT_MODES, init_from_source, init_vanilla_from_source
+from .transfer import init_from_source, init_vanilla_from_source
 
 Stage = Literal["teachers", "source", "target", "single"]
 

@@ -12,7 +12,6 @@ import contextlib
 import math
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
@@ -27,11 +26,13 @@ from . import checkpoint as ckpt
 from .config import to_dict
 from .distill import kl_distillation, mse_distillation
 from .distributed import DistInfo, all_reduce_mean, any_true, barrier, broadcast_object, gather_objects, init_distributed
-from .errors import NonFiniteLossError
+from .errors import MVLPTError, NonFiniteLossError
 from . import health as health_checks
 from .mechanism import mechanism_stats, snapshot
 from .logging_utils import MetricsLogger
 from .optim import build_optimizer, build_scheduler
+from .run_dir import bind_run_dir, fingerprint
+from .run_lock import LOCK_FILE, RunLock
 from .sampling import MultiTaskBatchSampler, MultiTaskDataset, ShardedEvalSampler
 from .task_model import StepOutput, TaskModel
 from .train_config import TrainConfig
@@ -81,8 +82,13 @@ class Trainer:
         run_dir: output directory (checkpoints, metrics.jsonl, results).
         eval_datasets: one dataset per task id for periodic evaluation (optional).
         teacher: frozen task model for distillation (source stage), same batches.
-        run_config: the full resolved run config saved next to every checkpoint.
+        run_config: the full resolved run config saved next to every checkpoint. It binds ``run_dir``
+            (:mod:`mvlpt.core.run_dir`): :meth:`fit` resumes or returns a run of the same fingerprint and
+            refuses a directory holding a run of another config.
+        fresh: :meth:`fit` deletes the directory's previous contents first and trains from scratch.
     """
+
+    RESULT_FILE = "result.json"
 
     def __init__(
         self,
@@ -94,8 +100,10 @@ class Trainer:
         eval_datasets: Sequence[Dataset] | None = None,
         teacher: TaskModel | None = None,
         run_config: dict[str, Any] | None = None,
+        fresh: bool = False,
     ):
         self.cfg = cfg
+        self.fresh = fresh
         self.info = init_distributed(cfg.device if cfg.device != "auto" else None)
         self.device = resolve_device(cfg.device, self.info)
         self.run_dir = Path(run_dir)
@@ -109,6 +117,7 @@ class Trainer:
         self.eval_datasets = list(eval_datasets) if eval_datasets is not None else None
         self.collate_fn = collate_fn
         self.run_config = run_config if run_config is not None else {"train": to_dict(cfg)}
+        self.fingerprint = fingerprint(self.run_config)
         self.logger = MetricsLogger(self.run_dir, enabled=self.info.is_main, tensorboard=cfg.tensorboard)
         self.step = 0
         self.best: dict[str, Any] = {"score": None, "step": None, "metrics": {}}
@@ -191,10 +200,7 @@ class Trainer:
             path = ckpt.save_checkpoint_dir(self.ckpt_dir / name, self.model.trainable_state_dict(), self.run_config,
                                             tensors, state)
             ckpt.set_latest(self.ckpt_dir, name)
-            steps = sorted((p for p in self.ckpt_dir.glob("step_*") if p.is_dir() and p.name[5:].isdigit()),
-                           key=lambda p: int(p.name[5:]))
-            for old in steps[: max(0, len(steps) - max(1, self.cfg.keep_last))]:
-                shutil.rmtree(old, ignore_errors=True)
+            ckpt.prune_checkpoints(self.ckpt_dir, self.cfg.keep_last, path)
         barrier(self.info)
         return path
 
@@ -312,16 +318,57 @@ class Trainer:
         else:
             step, val_metrics = int(fit_result["step"]), dict(fit_result.get("final") or {})
         metrics = self.evaluate(datasets)
-        MetricsLogger(self.run_dir, enabled=self.info.is_main).log(int(fit_result["step"]), split,
-                                                                   {**metrics, "checkpoint_step": step})
+        log = MetricsLogger(self.run_dir, enabled=self.info.is_main)
+        log.drop(int(fit_result["step"]), split)  # a finished run evaluated again keeps one such line
+        log.log(int(fit_result["step"]), split, {**metrics, "checkpoint_step": step})
         return {"metrics": metrics, "step": step, "val_metrics": val_metrics, "selected": selected}
 
     # ------------------------------------------------------------------ training
-    def fit(self, resume: bool = True) -> dict[str, Any]:
-        """Train for ``max_steps`` (continuing from the latest checkpoint when ``resume``).
+    def fit(self, resume: bool = True, fresh: bool | None = None) -> dict[str, Any]:
+        """Train for ``max_steps`` (continuing from the latest complete checkpoint when ``resume``).
 
-        Returns ``{"final": metrics, "best": {...}, "step": n, "skipped_batches": k}``.
+        Holds the run directory's lock (:class:`~mvlpt.core.run_lock.RunLock`) throughout and binds the
+        directory to ``run_config`` first (:func:`~mvlpt.core.run_dir.bind_run_dir`): a run of another
+        config is refused, ``fresh`` (default: the constructor's) clears it. A finished run of the same
+        config returns its saved result (``result.json``) without training.
+
+        Returns ``{"final": metrics, "best": {...}, "step": n, "skipped_batches": k, "fingerprint", ...}``.
         """
+        fresh = self.fresh if fresh is None else fresh
+        lock = RunLock(self.run_dir) if self.info.is_main else None
+        self._bound = self._claim(lock, fresh)
+        try:
+            return self._fit(resume and not fresh)
+        finally:
+            if lock is not None:
+                lock.release()
+
+    def _claim(self, lock: RunLock | None, fresh: bool) -> bool:
+        """Lock and bind the run directory (rank 0; the others raise its error too). True: it held this run."""
+        err: BaseException | None = None
+        bound = False
+        if lock is not None:
+            try:
+                lock.acquire()
+                bound = bind_run_dir(self.run_dir, self.run_config, fresh, keep=(LOCK_FILE,))
+            except BaseException as e:  # every rank must learn about it; Ctrl-C releases the lock too
+                lock.release()
+                if not isinstance(e, Exception):
+                    raise
+                err = e
+        msg = broadcast_object(None if err is None else str(err), self.info)
+        if err is not None:
+            raise err
+        if msg is not None:
+            raise MVLPTError(msg)
+        barrier(self.info)
+        return bool(broadcast_object(bound, self.info))
+
+    def _say(self, text: str) -> None:
+        if self.info.is_main:
+            print(text, flush=True)
+
+    def _fit(self, resume: bool) -> dict[str, Any]:
         cfg = self.cfg
         seed_everything(cfg.seed + self.info.rank, cfg.deterministic)
         self.run_dir.mkdir(parents=True, exist_ok=True)
@@ -333,12 +380,27 @@ class Trainer:
         sizes = [len(d) for d in self.train_datasets]
         sampler = MultiTaskBatchSampler(sizes, cfg.batch_size, cfg.sampling, seed=cfg.seed,
                                         rank=self.info.rank, world_size=self.info.world_size)
-        latest = ckpt.latest_checkpoint(self.ckpt_dir) if resume else None
+        latest, skipped = ckpt.find_checkpoint(self.ckpt_dir) if resume else (None, [])
+        for line in skipped:
+            self._say(line)
         if latest is not None:
             self._resume(latest, optimizer, scheduler, sampler)
+            where = f"{latest.parent.name}/{latest.name}"
+            saved = self.run_dir / self.RESULT_FILE
+            if self.step >= cfg.max_steps and saved.is_file():
+                self._say(f"already finished at step {self.step}; returning the saved result ({where}, {saved.name})")
+                self.logger.close()
+                return ckpt.read_json(saved)
+            if self.step >= cfg.max_steps:
+                self._say(f"already finished at step {self.step} ({where}); evaluating it (no saved result)")
+            else:
+                self._say(f"resuming from step {self.step} ({where})")
+        elif self._bound:
+            why = "not resuming" if not resume else f"no complete checkpoint in {self.ckpt_dir}"
+            self._say(f"{why}: starting from step 0 (checkpoints that are there are kept until replaced)"
+                      if skipped else f"{why}: starting from step 0")
+            self.logger.truncate_after(-1)  # nothing of an earlier attempt stays in metrics.jsonl
         self._start_snapshot(resumed=latest is not None)
-        if self.info.is_main:
-            ckpt.write_json(self.run_dir / "config.json", self.run_config)
 
         forward: Callable[[dict[str, Any]], StepOutput] = self.model
         if self.info.enabled:
@@ -399,9 +461,13 @@ class Trainer:
             health = self.check_health(final)
         finally:
             self.logger.close()
-        return {"final": final, "best": self.best, "step": self.step, "skipped_batches": self.skipped,
-                "mechanism": health["mechanism"], "health": {"ok": health["ok"], "problems": health["problems"],
-                                                             **health["diagnostics"]}}
+        result = {"final": final, "best": self.best, "step": self.step, "skipped_batches": self.skipped,
+                  "mechanism": health["mechanism"], "health": {"ok": health["ok"], "problems": health["problems"],
+                                                               **health["diagnostics"]},
+                  "fingerprint": self.fingerprint}
+        if self.info.is_main:
+            ckpt.write_json(self.run_dir / self.RESULT_FILE, result)
+        return result
 
     def _clip_groups(self, params: list[torch.nn.Parameter],
                      named: dict[str, list[torch.nn.Parameter]]) -> list[tuple[torch.nn.Parameter, int | None]] | None:

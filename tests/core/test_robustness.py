@@ -1,22 +1,19 @@
 """Scale-out and fault tests of the one loop: torchrun/gloo data parallelism, SIGKILL/SIGINT, atomic writes."""
 
-import json
-import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from run_helpers import ENV, SCRIPT, TIMEOUT, strip_elapsed as _strip, wait_for as _wait_for
+
 from mvlpt.core import load_run_prompts
 from mvlpt.core import checkpoint as ckpt
 from mvlpt.core.logging_utils import read_metrics
 
-SCRIPT = str(Path(__file__).with_name("toy_train.py"))
-ENV = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
 
 def _free_port() -> int:
@@ -27,28 +24,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-TIMEOUT = 900  # a hang guard only: tests synchronise on files written by the child, never on the clock
-
-
 def _run(args, **kw):
     return subprocess.run([sys.executable, SCRIPT, *args], env=ENV, capture_output=True, text=True, timeout=TIMEOUT, **kw)
 
 
-def _wait_for(path: Path, proc: subprocess.Popen) -> None:
-    """Block until the child wrote ``path`` (it then waits for our signal); fail if it exited first."""
-    deadline = time.monotonic() + TIMEOUT
-    while not path.exists():
-        assert proc.poll() is None, f"child exited with {proc.returncode} before {path.name}: {proc.communicate()}"
-        assert time.monotonic() < deadline, f"no {path} after {TIMEOUT} s"
-        time.sleep(0.02)
-
-
 def _prompts(run_dir, step):
     return load_run_prompts(Path(run_dir) / "checkpoints" / f"step_{step}")[0]
-
-
-def _strip(rows):
-    return [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]
 
 
 def test_two_gloo_ranks_match_one_process(tmp_path):

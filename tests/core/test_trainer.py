@@ -3,6 +3,7 @@ import json
 import pytest
 import torch
 
+from run_helpers import stop_after as _stop_after
 from toy import ToyDataset, ToyTaskModel, toy_collate
 
 from mvlpt.core import (DecomposedPrompt, PromptConfig, Trainer, TrainConfig, VanillaPrompt, build_stage_prompt,
@@ -86,20 +87,6 @@ def test_resume_equivalence(tmp_path, accum):
         assert torch.equal(a, b)
     strip = lambda rows: [{k: v for k, v in r.items() if k != "elapsed_s"} for r in rows]  # noqa: E731
     assert strip(read_metrics(tmp_path / "a")) == strip(read_metrics(tmp_path / "c"))
-
-
-def _stop_after(trainer, n):
-    """Train until step ``n`` and stop as a kill would (the checkpoint at ``n`` exists)."""
-    original = trainer._train_step
-
-    def step(*a, **k):
-        if trainer.step >= n:
-            raise SystemExit
-        return original(*a, **k)
-
-    trainer._train_step = step
-    with pytest.raises(SystemExit):
-        trainer.fit()
 
 
 def test_three_stages_are_configurations_of_one_loop(tmp_path):

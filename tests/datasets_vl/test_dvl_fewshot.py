@@ -55,8 +55,11 @@ def test_val_uses_the_remaining_rows_only():
 
 def test_k_too_large_errors_or_takes_all():
     labels = [0] * 10 + [1] * 3
-    with pytest.raises(DataError, match=r"class 1 \('dog'\) has only 3 training examples, fewer than K=4"):
-        sample_few_shot(labels, 4, seed=0, classnames=["cat", "dog"])
+    with pytest.raises(DataError, match=r"pets: K=4 shots per class, but its smallest class 1 \('dog'\) has only 3 "
+                                        r"training example\(s\).*use K <= 3, or if_too_few='largest'"):
+        sample_few_shot(labels, 4, seed=0, classnames=["cat", "dog"], name="pets")
+    low = sample_few_shot(labels, 4, seed=0, classnames=["cat", "dog"], if_too_few="largest")
+    assert low.k == 3 and low.meta["k_requested"] == 4 and Counter(labels[i] for i in low.train) == {0: 3, 1: 3}
     s = sample_few_shot(labels, 4, seed=0, classnames=["cat", "dog"], if_too_few="all")
     assert Counter(labels[i] for i in s.train) == {0: 4, 1: 3}
     assert Counter(labels[i] for i in s.val) == {0: 4}

@@ -20,9 +20,10 @@ def _truncate(path):
     path.write_bytes(path.read_bytes()[:40])
 
 
-def _task(tmp_path, tf, counts=None):
+def _task(tmp_path, tf, counts=None, max_fraction=0.01):
     make_tree(tmp_path / "t", counts or {"cat": 150, "dog": 150})
-    return load_task({"name": "t", "source": "imagefolder", "root": str(tmp_path / "t"), "test_fraction": 0.5}, tf)
+    return load_task({"name": "t", "source": "imagefolder", "root": str(tmp_path / "t"), "test_fraction": 0.5,
+                      "max_unreadable_fraction": max_fraction}, tf)
 
 
 def test_corrupt_image_is_replaced_counted_and_reported_once(tmp_path, small_tf):
@@ -49,10 +50,9 @@ def test_truncated_file_over_one_percent_is_an_error(tmp_path, small_tf):
     ds = task.splits["train"]
     for i in (0, 100):
         _truncate(__import__("pathlib").Path(ds.image_refs[i]))
-    for i in range(len(ds)):
-        ds[i]
     with pytest.raises(DataError, match=r"2 unreadable image\(s\) of 150 \(1.33%\).*More than 1%"):
-        ds.report_unreadable()
+        for i in range(len(ds)):  # raised as soon as the second file fails, not only at the report
+            ds[i]
 
 
 def test_threshold_is_configurable(tmp_path, small_tf):
@@ -67,13 +67,14 @@ def test_threshold_is_configurable(tmp_path, small_tf):
 
 
 def test_missing_file_counts_as_unreadable_and_all_unreadable_raises(tmp_path, small_tf):
-    ds = VLDataset("gone", "classification", ["a"], [str(tmp_path / "nope.png")] * 3, [0, 0, 0], transform=small_tf[1])
+    ds = VLDataset("gone", "classification", ["a"], [str(tmp_path / "nope.png")] * 3, [0, 0, 0], transform=small_tf[1],
+                   max_unreadable_fraction=0.99)
     with pytest.raises(DataError, match="none of its 3 images could be decoded"):
         ds[0]
 
 
 def test_subset_replaces_within_subset_and_has_its_own_counter(tmp_path, small_tf):
-    task = _task(tmp_path, small_tf[1], {"cat": 20, "dog": 20})
+    task = _task(tmp_path, small_tf[1], {"cat": 20, "dog": 20}, max_fraction=0.5)
     fs = apply_few_shot(task, 4, seed=0)
     tr, val = fs.splits["train"], fs.splits["val"]
     _corrupt(__import__("pathlib").Path(tr.parent.image_refs[tr.indices[0]]))
@@ -83,7 +84,7 @@ def test_subset_replaces_within_subset_and_has_its_own_counter(tmp_path, small_t
 
 
 def test_dataloader_workers_report_back_through_the_batch(tmp_path, small_tf):
-    task = _task(tmp_path, small_tf[1], {"cat": 8, "dog": 8})
+    task = _task(tmp_path, small_tf[1], {"cat": 8, "dog": 8}, max_fraction=0.5)
     ds = task.splits["train"]
     bad = ds.image_refs[2]
     _corrupt(__import__("pathlib").Path(bad))

@@ -4,22 +4,29 @@ subsets, validation sets for model selection, size caps and CLIP transforms matc
 Validation sets (see :class:`~mvlpt.clip.pipeline.run_config.DataConfig`): built only when the run
 selects a checkpoint (:func:`selects_on_val`), from the task's own ``val`` split or a seeded
 hold-out of its training split (removed from training); never from the test split, which is
-checked (by image name) to share no image with it."""
+checked (by image name) to share no image with it.
+
+Data integrity: K larger than a classification task's smallest class is an error naming both
+(``data.if_too_few: largest`` trains with the largest K available instead: :attr:`RunTask.shots`,
+shown in the run directory by :func:`shots_run_dir`). Evaluation and validation sets never replace
+an unreadable image (``for_eval``): it is skipped, not scored and counted; :func:`data_report`
+gives the per-split counts that the stage runners write to ``data.json`` and ``results.md``."""
 
 from __future__ import annotations
 
 import random
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
 from torch.utils.data import Dataset
 
-from datasets_vl import (VLSubset, VLTask, apply_few_shot, base_new_tasks, build_transforms, load_task, sample_few_shot,
-                         take_rows)
+from datasets_vl import (VLSubset, VLTask, apply_few_shot, base_new_tasks, build_transforms, load_manifest, load_task,
+                         sample_few_shot, save_manifest, take_rows)
 from mvlpt.core.errors import ConfigError, DataError
 
-from .run_config import CLIPRunConfig, TaskEntry, slug
+from .run_config import SOURCE_STAGES, CLIPRunConfig, TaskEntry, slug
 
 
 @dataclass
@@ -55,6 +62,12 @@ class RunTask:
     eval: Dataset  #: the reported split (``eval_split``)
     val: Dataset | None = None  #: the validation set of model selection (None: no selection)
     val_source: str | None = None  #: ``split`` (the task's ``val`` split) or ``holdout`` (from train)
+
+    @property
+    def shots(self) -> int:
+        """The K used (lower than ``entry.shots`` under ``data.if_too_few: largest``; 0 = full data)."""
+        fs = self.task.meta.get("few_shot")
+        return int(fs["k"]) if fs else 0
 
     def info(self) -> dict[str, Any]:
         """What the task model and ``predict`` need: name, type, class names, templates."""
@@ -164,7 +177,10 @@ def load_entry(entry: TaskEntry, cfg: CLIPRunConfig, pre: Preprocess, run_dir: P
         manifest = None
         if run_dir is not None:
             manifest = run_dir / "splits" / f"{slug(task.name)}_k{entry.shots}_s{entry.seed}.json"
-        task = apply_few_shot(task, entry.shots, entry.seed, manifest=manifest, if_too_few="all")
+        # VQA: K per best answer; rare answers have fewer examples and keep all of them
+        policy = cfg.data.if_too_few if task.task_type == "classification" else "all"
+        task = apply_few_shot(task, entry.shots, entry.seed, manifest=manifest, if_too_few=policy,
+                              option="data.if_too_few=largest")
     select = need_train and selects_on_val(cfg)
     if select and cfg.eval_split == "val":
         raise ConfigError("eval_split=val would report the numbers on the split the checkpoint is selected on; "
@@ -181,7 +197,7 @@ def load_entry(entry: TaskEntry, cfg: CLIPRunConfig, pre: Preprocess, run_dir: P
         if len(train) == 0:
             raise DataError(f"task {task.name!r} has no training examples")
     ev = _cap(task.splits[cfg.eval_split], entry.max_eval, f"{task.name}:{cfg.eval_split}")
-    return RunTask(entry, task, train, ev, val, val_source)
+    return RunTask(entry, task, train, ev.for_eval(), val.for_eval() if val is not None else None, val_source)
 
 
 def load_run_tasks(cfg: CLIPRunConfig, pre: Preprocess, run_dir: Path | None = None,
@@ -194,3 +210,68 @@ def load_run_tasks(cfg: CLIPRunConfig, pre: Preprocess, run_dir: Path | None = N
         raise DataError(f"task names must be unique within a run; {dup} appear more than once "
                         "(give a dataset mapping with its own 'name' to use a dataset twice)")
     return tasks
+
+
+def shots_run_dir(cfg: CLIPRunConfig, run_dir: Path, tasks: list[RunTask]) -> Path:
+    """``run_dir`` with ``k<K>_s<seed>`` in its name changed to ``k<used>of<K>_s<seed>`` when the
+    target was trained with fewer shots than asked (``data.if_too_few: largest``); else unchanged."""
+    if cfg.stage in SOURCE_STAGES or len(tasks) != 1:
+        return run_dir
+    t = tasks[0]
+    req, used = t.entry.shots, t.shots
+    if not req or used == req:
+        return run_dir
+    name = re.sub(rf"(^|_)k{req}(_s{t.entry.seed})", rf"\1k{used}of{req}\2", run_dir.name, count=1)
+    return run_dir.with_name(name)
+
+
+def write_manifests(tasks: list[RunTask], run_dir: Path) -> None:
+    """Write each few-shot task's split to ``run_dir/splits/<task>_k<K>_s<seed>.json``; an existing
+    manifest (a resumed run) must hold the same rows, else :class:`DataError` (the data changed)."""
+    for t in tasks:
+        fs = t.task.meta.get("few_shot")
+        if not fs or fs.get("split") is None:
+            continue
+        split, labels = fs["split"], fs["pool_labels"]
+        path = run_dir / "splits" / f"{slug(t.task.name)}_k{t.entry.shots}_s{t.entry.seed}.json"
+        if path.is_file():
+            old = load_manifest(path, labels)
+            if (old.train, old.val, old.k) != (split.train, split.val, split.k):
+                raise DataError(f"{path}: the few-shot rows drawn now differ from the ones this run was started "
+                                "with; the dataset changed since — start a new run directory")
+        else:
+            save_manifest(path, split, labels, t.task.name, t.task.classnames)
+
+
+def _unreadable(ds: Any, scored: int | None = None) -> dict[str, Any]:
+    """One split's integrity summary: ``size``, ``unreadable`` (+ ``files``), and for evaluation sets
+    ``scored`` (= ``n``) — unreadable images of evaluation sets are skipped, so ``scored = size - unreadable``
+    (counted from ``n`` when the tracker ran in DataLoader workers). Warns / raises as the tracker does."""
+    rep = ds.report_unreadable(reset=False)
+    out: dict[str, Any] = {"size": len(ds), "unreadable": int(rep["unreadable"]), "files": sorted(rep["files"])}
+    if scored is not None:
+        out["scored"] = int(scored)
+        out["unreadable"] = max(out["unreadable"], len(ds) - int(scored))
+        frac = out["unreadable"] / max(len(ds), 1)
+        limit = ds.unreadable.max_fraction
+        if frac > limit:
+            raise DataError(f"{ds.name}: {out['unreadable']} of its {len(ds)} images could not be read and were "
+                            f"not scored ({frac:.2%} > max_unreadable_fraction {limit:.0%}); repair the files")
+    return out
+
+
+def data_report(tasks: list[RunTask], metrics: dict[str, float], split: str) -> dict[str, dict[str, Any]]:
+    """Per task: the K used / asked for and, per split (``train``, ``val``, ``split``), its size and
+    unreadable images (evaluation splits: also ``scored``, the ``n`` of the metrics)."""
+    out: dict[str, dict[str, Any]] = {}
+    for t in tasks:
+        name = t.task.name
+        row: dict[str, Any] = {"shots": t.shots, "shots_requested": t.entry.shots, "splits": {}}
+        if t.train is not None:
+            row["splits"]["train"] = _unreadable(t.train)
+        if t.val is not None:
+            row["splits"]["val"] = _unreadable(t.val)
+        n = metrics.get(f"{name}/n")
+        row["splits"][split] = _unreadable(t.eval, int(n) if n is not None else None)
+        out[name] = row
+    return out

@@ -14,6 +14,7 @@ from typing import Any
 
 from mvlpt.clip.backbone import TINY_CLIP, tiny_clip_config
 from .backbones import BackbonePool
+from .preflight import preflight
 from .run_config import CLIPRunConfig, config_for_stage, merge
 from .stages import StageResult, run_stage
 from .sweep import run_fewshot
@@ -71,8 +72,10 @@ def run_sources(cfg: CLIPRunConfig, pool: BackbonePool, log: Any = print) -> dic
 
 
 def run_experiment(cfg: CLIPRunConfig, log: Any = print, progress: bool = True) -> dict[str, Any]:
-    """Sources, then the few-shot sweep; returns the sweep's output plus ``sources`` and ``time_s``."""
+    """Sources, then the few-shot sweep; returns the sweep's output plus ``sources`` and ``time_s``.
+    Everything the experiment needs is checked first (:func:`~.preflight.preflight`)."""
     t0 = time.perf_counter()
+    preflight(cfg, "experiment", log)
     pool = BackbonePool()
     sources = run_sources(cfg, pool, log)
     out = run_fewshot(cfg, pool, progress=progress)

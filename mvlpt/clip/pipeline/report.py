@@ -73,18 +73,64 @@ def _cell(m: float, s: float, n: int) -> str:
     return f"{m:.1f} ± {s:.1f}" if n > 1 else f"{m:.1f}"
 
 
-def pivot(summary: Sequence[dict[str, Any]], shots: Sequence[int]) -> list[dict[str, Any]]:
+def pivot(summary: Sequence[dict[str, Any]], shots: Sequence[int],
+          labels: dict[int, str] | None = None) -> list[dict[str, Any]]:
     """One row per method, one ``K=<k>`` column per shot count: ``"mean ± std"``.
-    A method evaluated without training (``shots == 0``, zero-shot) fills every column."""
+    A method evaluated without training (``shots == 0``, zero-shot) fills every column.
+    ``labels``: column names by K (:func:`k_columns`: ``K=24 (of 32)`` when fewer shots were used)."""
+    labels = labels or {}
     rows = []
     for method in _ordered(s["method"] for s in summary):
         cells = {s["shots"]: s for s in summary if s["method"] == method}
         row: dict[str, Any] = {"method": method}
         for k in shots:
             c = cells.get(k, cells.get(0))
-            row[f"K={k}"] = _cell(c["mean"], c["std"], c["n"]) if c else "—"
+            row[labels.get(k, f"K={k}")] = _cell(c["mean"], c["std"], c["n"]) if c else "—"
         rows.append(row)
     return rows
+
+
+def with_run_data(row: dict[str, Any]) -> dict[str, Any]:
+    """A sweep row plus, from its run's ``data.json``, ``k_used`` (the K trained with), ``n_scored``
+    (evaluation images scored) and ``unreadable`` (evaluation images skipped); unchanged without one."""
+    if "n_scored" in row:
+        return row
+    data = read_data(row.get("run_dir"))
+    if not data:
+        return row
+    d = next(iter(data.values()))
+    ev = d.get("splits", {}).get(str(row.get("split", "test")), {})
+    out = dict(row)
+    if d.get("shots_requested"):
+        out["k_used"] = d["shots"]
+    if "scored" in ev:
+        out["n_scored"] = ev["scored"]
+    out["unreadable"] = ev.get("unreadable", 0)
+    return out
+
+
+def k_columns(rows: Sequence[dict[str, Any]], shots: Sequence[int]) -> dict[int, str]:
+    """Column name per K: ``K=32``, or ``K=24 (of 32)`` when every run of K=32 trained with 24 shots."""
+    out = {}
+    for k in shots:
+        used = {int(r["k_used"]) for r in rows if r.get("shots") == k and "k_used" in r}
+        out[k] = f"K={k_label(used.pop(), k)}" if len(used) == 1 else f"K={k}"
+    return out
+
+
+def _span(values: Sequence[int]) -> str:
+    vals = sorted(set(values))
+    return "—" if not vals else str(vals[0]) if len(vals) == 1 else f"{vals[0]}–{vals[-1]}"
+
+
+def scored_by_method(rows: Sequence[dict[str, Any]]) -> dict[str, dict[str, str]]:
+    """Per method: ``images (n)`` (evaluation images scored per run) and ``unreadable`` (skipped), as text."""
+    out = {}
+    for method in _ordered(r["method"] for r in rows):
+        mine = [r for r in rows if r["method"] == method]
+        out[method] = {"images (n)": _span([int(r["n_scored"]) for r in mine if "n_scored" in r]),
+                       "unreadable": _span([int(r["unreadable"]) for r in mine if "unreadable" in r])}
+    return out
 
 
 def with_n(table: Sequence[dict[str, Any]], summary: Sequence[dict[str, Any]], shots: Sequence[int]) -> list[dict[str, Any]]:
@@ -169,7 +215,7 @@ def write_paired_csv(paired: Sequence[dict[str, Any]], path: str | Path) -> Path
 
 def write_results(rows: Sequence[dict[str, Any]], out_dir: str | Path, shots: Sequence[int],
                   metric: str = "accuracy", title: str = "", note: str = "",
-                  pairs: Sequence[tuple[str, str]] | None = None) -> dict[str, Path]:
+                  pairs: Sequence[tuple[str, str]] | None = None, provenance: str | None = None) -> dict[str, Path]:
     """Write ``runs.csv`` (one line per run, with the ``split`` its metric is on and, for trained
     runs, ``selected_on`` = ``val`` / ``last step`` and ``best_step``), ``results.md``/``results.csv``
     (mean ± std table with ``n`` = runs per cell; ``note`` — e.g. the reported split and how
@@ -177,29 +223,43 @@ def write_results(rows: Sequence[dict[str, Any]], out_dir: str | Path, shots: Se
     paired-difference table of ``pairs`` = ``(multitask, baseline)`` method names, default
     :func:`default_pairs`), ``paired.csv`` (that table in numbers) and ``results.png`` (the metric vs
     shots, one line per method; a second panel with the paired differences and their CIs).
-    Returns the paths."""
+    ``provenance`` (config fingerprint, git commit) goes under the results table; each run's own are
+    the ``config_fingerprint`` / ``git_commit`` columns of ``runs.csv``. Returns the paths."""
     out_dir = Path(out_dir)
+    rows = [with_run_data(r) for r in rows]
     run_cols = ["method", "stage", "prompt", "shots", "seed", metric]
-    extra = [c for c in ("split", "selected_on", "best_step", "base", "new", "hm", "steps", "time_s", "run_dir")
+    extra = [c for c in ("k_used", "n_scored", "unreadable", "split", "selected_on", "best_step", "base", "new", "hm",
+                         "steps", "time_s", "run_dir", "config_fingerprint", "git_commit")
              if any(c in r for r in rows) and c != metric]
     _, runs_csv = write_table(rows, out_dir / "runs", columns=run_cols + extra)
     summary = summarize(rows, metric)
     md_title = (title + note) if title else note.lstrip(" —;")
-    md, table_csv = write_table(with_n(pivot(summary, shots), summary, shots), out_dir / "results",
-                                title=md_title or None)
+    labels = k_columns(rows, shots)
+    scored = scored_by_method(rows)
+    table = [{**r, **scored.get(r["method"], {})}
+             for r in with_n(pivot(summary, shots, labels), summary, shots)]
+    md, table_csv = write_table(table, out_dir / "results", title=md_title or None, provenance=provenance)
+    with md.open("a") as f:
+        f.write("\nn: runs per cell; images (n): evaluation images scored per run (unreadable ones are skipped, "
+                "counted under unreadable); K=24 (of 32): the run trained with 24 shots per class, the most its "
+                "smallest class has (data.if_too_few=largest).\n")
     paired = paired_rows(rows, default_pairs(rows) if pairs is None else pairs, shots, metric)
     if paired:
         with md.open("a") as f:
             f.write("\n" + paired_markdown(paired, metric))
     paired_csv = write_paired_csv(paired, out_dir / "paired.csv")
-    png = plot_results(summary, out_dir / "results.png", shots, metric, title, paired=paired)
+    png = plot_results(summary, out_dir / "results.png", shots, metric, title, paired=paired,
+                       labels={k: v[2:] for k, v in labels.items()},
+                       scored={m: v["images (n)"] for m, v in scored.items()})
     return {"runs_csv": runs_csv, "table_md": md, "table_csv": table_csv, "paired_csv": paired_csv, "plot": png}
 
 
 def plot_results(summary: Sequence[dict[str, Any]], path: str | Path, shots: Sequence[int],
-                 metric: str = "accuracy", title: str = "", paired: Sequence[dict[str, Any]] = ()) -> Path:
+                 metric: str = "accuracy", title: str = "", paired: Sequence[dict[str, Any]] = (),
+                 labels: dict[int, str] | None = None, scored: dict[str, str] | None = None) -> Path:
     """The metric (%) against shots (log₂ axis), one line with a ±std band per method; methods
-    without training (``shots == 0``) are drawn as dashed horizontal lines. With ``paired``
+    without training (``shots == 0``) are drawn as dashed horizontal lines. ``labels``: tick text per
+    K (``24 (of 32)``); ``scored``: evaluation images per method, shown in the legend (``n=…``). With ``paired``
     (:func:`paired_rows`), a second panel: the mean paired difference per pair against K, its CI as
     error bars, and a zero line."""
     import matplotlib
@@ -215,21 +275,24 @@ def plot_results(summary: Sequence[dict[str, Any]], path: str | Path, shots: Seq
         fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
         ax2 = None
     xs_all = sorted(set(shots))
+    labels, scored = labels or {}, scored or {}
     for i, method in enumerate(_ordered(s["method"] for s in summary)):
         cells = sorted((s for s in summary if s["method"] == method), key=lambda s: s["shots"])
         color = f"C{i % 10}"
+        n_txt = scored.get(method, "—")
+        name = method if n_txt == "—" else f"{method} (n={n_txt})"
         if all(c["shots"] == 0 for c in cells):
-            ax.axhline(cells[0]["mean"], ls="--", color=color, label=method)
+            ax.axhline(cells[0]["mean"], ls="--", color=color, label=name)
             continue
         cells = [c for c in cells if c["shots"] > 0]
         x = [c["shots"] for c in cells]
         y = [c["mean"] for c in cells]
         sd = [c["std"] for c in cells]
-        ax.plot(x, y, marker="o", color=color, label=method)
+        ax.plot(x, y, marker="o", color=color, label=name)
         ax.fill_between(x, [a - b for a, b in zip(y, sd)], [a + b for a, b in zip(y, sd)], color=color, alpha=0.15)
     ax.set_xscale("log", base=2)
     ax.set_xticks(xs_all)
-    ax.set_xticklabels([str(k) for k in xs_all])
+    ax.set_xticklabels([labels.get(k, str(k)) for k in xs_all])
     ax.set_xlabel("shots per class (K)")
     ax.set_ylabel(f"{metric} (%)")
     if title:
@@ -268,3 +331,71 @@ def _plot_paired(ax, paired: Sequence[dict[str, Any]], xs_all: Sequence[int], me
     ax.set_title(f"paired difference, {level:.0%} bootstrap CI over seeds", fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
+
+
+# --------------------------------------------------------------------------------------------
+# data integrity of one run: data.json, the per-task columns and the "Data" section of results.md
+
+DATA_FILE = "data.json"
+
+
+def k_label(used: int, asked: int) -> str:
+    """``"24 (of 32)"`` when fewer shots were used than asked for, else ``"32"``."""
+    return f"{used} (of {asked})" if used != asked else str(asked)
+
+
+def with_data(rows: Sequence[dict[str, Any]], report: dict[str, dict[str, Any]], split: str) -> list[dict[str, Any]]:
+    """Per-task result rows (``task`` key) plus ``K`` (few-shot runs) and ``<split>_unreadable`` from
+    :func:`~mvlpt.clip.pipeline.data.data_report`; the counts ``n`` / ``<split>_n`` as integers."""
+    out = []
+    for r in rows:
+        d = report.get(r.get("task"), {})
+        extra: dict[str, Any] = {k: int(v) for k, v in r.items()
+                                 if (k == "n" or k.endswith("_n")) and isinstance(v, float) and v.is_integer()}
+        if d.get("shots_requested"):
+            extra["K"] = k_label(d["shots"], d["shots_requested"])
+        ev = d.get("splits", {}).get(split, {})
+        extra[f"{split}_unreadable"] = ev.get("unreadable", 0)
+        out.append({**r, **extra})
+    return out
+
+
+def data_markdown(report: dict[str, dict[str, Any]], heading: str = "##") -> str:
+    """The ``Data`` section: per task and split, its images, those scored (``n``) and the unreadable ones."""
+    rows, notes = [], []
+    for task, d in report.items():
+        if d.get("shots_requested") and d["shots"] != d["shots_requested"]:
+            notes.append(f"{task}: trained with K={d['shots']} shots per class, fewer than the K={d['shots_requested']} "
+                         "asked for (its smallest class has no more; data.if_too_few=largest)")
+        for split, s in d.get("splits", {}).items():
+            files = s.get("files") or []
+            rows.append({"task": task, "split": split, "images": s["size"],
+                         "scored (n)": s.get("scored", "—"), "unreadable": s["unreadable"],
+                         "unreadable files": ", ".join(files[:5]) + (f", ... ({len(files) - 5} more)" if len(files) > 5 else "")})
+    legend = ("n = images actually scored. Unreadable images of an evaluation split are skipped (not scored, not in "
+              "n, never replaced); those of a training split are replaced by the next readable image. More than "
+              "max_unreadable_fraction (default 1%) of a split unreadable is an error.")
+    text = f"{heading} Data\n\n{legend}\n\n" + markdown_table(rows)
+    if notes:
+        text += "\n" + "\n".join(f"* {n}" for n in notes) + "\n"
+    return text
+
+
+def write_data_report(run_dir: str | Path, report: dict[str, dict[str, Any]]) -> None:
+    """``data.json`` and the ``Data`` section appended to ``results.md``."""
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / DATA_FILE).write_text(json.dumps(report, indent=1))
+    with (run_dir / "results.md").open("a") as f:
+        f.write("\n" + data_markdown(report))
+
+
+def read_data(run_dir: str | Path | None) -> dict[str, dict[str, Any]]:
+    """A run's ``data.json`` (empty when missing)."""
+    if not run_dir:
+        return {}
+    path = Path(run_dir) / DATA_FILE
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return {}

@@ -110,6 +110,9 @@ class DataConfig:
         val_fraction: share of the training rows held out (``holdout``, full-data runs), in (0, 1).
         val_max: cap on each task's validation examples (a seeded subset; 0 = no cap); the task's
             ``max_eval`` caps them too.
+        if_too_few: a few-shot K larger than a classification task's smallest class: ``error``
+            (naming the task and that class), or ``largest`` = train with the largest K every class
+            has; that K is shown in the tables and the run directory (``k24of32_s1``).
     """
 
     root: str | None = None
@@ -119,8 +122,11 @@ class DataConfig:
     val_source: Literal["auto", "split", "holdout"] = "auto"
     val_fraction: float = 0.1
     val_max: int = 0
+    if_too_few: Literal["error", "largest"] = "error"
 
     def validate(self) -> None:
+        if self.if_too_few not in ("error", "largest"):
+            raise ConfigError(f"data.if_too_few must be 'error' or 'largest', found {self.if_too_few!r}")
         if self.val_source not in VAL_SOURCES:
             raise ConfigError(f"data.val_source must be one of {', '.join(VAL_SOURCES)}, found {self.val_source!r}")
         if not 0.0 < self.val_fraction < 1.0:
@@ -314,6 +320,10 @@ class CLIPRunConfig:
         overrides: command-line ``key=value`` overrides, re-applied over every stage section.
         resolved_tasks: written by the runner: each task's name, type, class names and templates
             (what ``predict`` needs without the data).
+        fresh: delete the run directory's previous contents and train from scratch (``--fresh``).
+            Without it a run directory holding a run of another config is refused (naming the keys
+            that differ) and one of the same config resumes, or returns its result when finished.
+            Not part of the config fingerprint (:mod:`mvlpt.core.run_dir`).
     """
 
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -336,6 +346,7 @@ class CLIPRunConfig:
     sweep: SweepConfig = field(default_factory=SweepConfig)
     overrides: list[str] = field(default_factory=list)
     resolved_tasks: list[dict[str, Any]] = field(default_factory=list)
+    fresh: bool = False
 
     def __post_init__(self) -> None:
         self.sources = [as_task(t) for t in self.sources]
@@ -430,6 +441,10 @@ def load_run_config(path: str | Path | None = None, overrides: Sequence[str] = (
     except ConfigError as e:
         raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
     cfg.overrides = list(cfg.overrides) + [o for o in overrides if not o.startswith("overrides=")]
+    if path is not None:  # a config file naming no backbone must not download the default silently
+        from .preflight import check_named_backbone
+
+        check_named_backbone(raw, overrides, cfg.backbone, str(path))
     return cfg
 
 

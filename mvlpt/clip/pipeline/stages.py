@@ -24,16 +24,21 @@ import torch
 from datasets_vl import collate_vl
 from mvlpt.clip.task_model import CLIPTaskModel, TaskInfo
 from mvlpt.clip.zeroshot import CLIPZeroShot
-from mvlpt.core.checkpoint import load_tensors, write_json
+from mvlpt.core.checkpoint import load_tensors
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
 from mvlpt.core.health import add_problems, check_consumed_run
+from mvlpt.core.provenance import provenance_line
 from mvlpt.core.results import append_run_health, write_table
+from mvlpt.core.run_dir import bind_run_dir, clear_run_dir, fingerprint
+from mvlpt.core.run_lock import LOCK_FILE, RunLock
 from mvlpt.core.trainer import Trainer, seed_everything
 
 from .backbones import Backbone, load_backbone
 from .compat import check_compatible, check_same_tasks, read_run_config
-from .data import RunTask, load_run_tasks, selects_on_val
+from .data import RunTask, data_report, load_run_tasks, selects_on_val, shots_run_dir, write_manifests
+from .report import with_data, write_data_report
+from .preflight import preflight
 from .run_config import CLIPRunConfig, config_for_stage, config_from_run
 
 RESULTS = "results"
@@ -244,8 +249,12 @@ def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
     _set_threads(cfg)
     seed_everything(cfg.train.seed)
     bb = backbone or load_backbone(cfg.backbone)
-    run_dir = cfg.resolved_run_dir()
-    tasks = load_run_tasks(cfg, bb.preprocess, run_dir)
+    tasks = load_run_tasks(cfg, bb.preprocess)
+    run_dir = shots_run_dir(cfg, cfg.resolved_run_dir(), tasks)  # k24of32_s1 when K was lowered
+    if cfg.fresh:  # before the manifests are written: they belong to the new run (the Trainer binds it)
+        with RunLock(run_dir):
+            clear_run_dir(run_dir, keep=(LOCK_FILE,))
+    write_manifests(tasks, run_dir)
     cfg, teacher = PREPARE[cfg.stage](cfg, bb, tasks)
     cfg = _steps(cfg, tasks)
     infos = [t.info() for t in tasks]
@@ -256,7 +265,7 @@ def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
     trainer = Trainer(model, [t.train for t in tasks], collate_vl, cfg.train, run_dir,
                       eval_datasets=[t.val if select else t.eval for t in tasks], teacher=teacher,
                       run_config=to_dict(cfg))
-    out = trainer.fit()
+    out = trainer.fit()  # refuses a run of another config in run_dir (cleared above when cfg.fresh)
     names = [i["name"] for i in infos]
     selection = None
     if select:
@@ -268,7 +277,10 @@ def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
         metrics, step = dict(out["final"]), int(out["step"])
         title = (f"{cfg.stage} ({cfg.method}): {cfg.eval_split} metrics at the last step ({step}); "
                  "no model selection (train.eval_every = 0)")
-    write_table(_selection_rows(metrics, names, cfg.eval_split, step, selection), run_dir / RESULTS, title=title)
+    report = data_report(tasks, metrics, cfg.eval_split)
+    write_table(with_data(_selection_rows(metrics, names, cfg.eval_split, step, selection), report, cfg.eval_split),
+                run_dir / RESULTS, title=title, provenance=provenance_line(trainer.fingerprint))
+    write_data_report(run_dir, report)
     if cfg.stage == "teachers" and cfg.train.health.enabled:
         _teachers_vs_zeroshot(trainer, bb, infos, tasks, metrics, cfg, run_dir)
     append_run_health(run_dir / f"{RESULTS}.md", run_dir)
@@ -307,14 +319,18 @@ def run_zeroshot(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
     model = CLIPZeroShot(bb.model, bb.tokenizer, task_infos(infos), [i[key] for i in infos])
     trainer = Trainer(model, [], collate_vl, dataclasses.replace(cfg.train, tensorboard=False), run_dir,
                       run_config=to_dict(cfg))
-    metrics = trainer.evaluate([t.eval for t in tasks])
-    run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(run_dir / "config.json", to_dict(cfg))
-    trainer.logger.log(0, "eval", metrics)
-    trainer.logger.close()
+    with RunLock(run_dir):  # a run of another config here is refused, as for trained stages
+        bind_run_dir(run_dir, to_dict(cfg), cfg.fresh, keep=(LOCK_FILE,))
+        metrics = trainer.evaluate([t.eval for t in tasks])
+        trainer.logger.truncate_after(-1)  # one eval line per run, however often it is re-run
+        trainer.logger.log(0, "eval", metrics)
+        trainer.logger.close()
     names = [i["name"] for i in infos]
     kind = "template ensemble" if cfg.zeroshot_ensemble else "single template"
-    write_results(run_dir, metrics, names, f"zero-shot CLIP ({kind}) on {cfg.eval_split}")
+    report = data_report(tasks, metrics, cfg.eval_split)
+    write_table(with_data(per_task_rows(metrics, names), report, cfg.eval_split), run_dir / RESULTS,
+                title=f"zero-shot CLIP ({kind}) on {cfg.eval_split}", provenance=provenance_line(fingerprint(to_dict(cfg))))
+    write_data_report(run_dir, report)
     return StageResult("zeroshot", run_dir, metrics, infos, 0, time.perf_counter() - t0, split=cfg.eval_split)
 
 
@@ -325,7 +341,10 @@ RUNNERS: dict[str, Callable[..., StageResult]] = {
 
 
 def run_stage(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageResult:
-    """Run ``cfg.stage``."""
+    """Run ``cfg.stage``. Without a ``backbone`` (a command's entry) its data, consumed runs, output and
+    backbone are checked first (:func:`~.preflight.preflight`); sweep cells share a loaded one and skip it."""
+    if backbone is None:
+        preflight(cfg, cfg.stage)
     return RUNNERS[cfg.stage](cfg, backbone)
 
 

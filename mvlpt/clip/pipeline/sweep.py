@@ -3,7 +3,10 @@
 Each cell is one stage run (:func:`~mvlpt.clip.pipeline.stages.run_stage`) in
 ``<out_dir>/<method>/k<K>_s<seed>``; its result is appended to ``<out_dir>/runs.jsonl`` as soon
 as it finishes, so an interrupted sweep resumes by skipping finished cells (and a cell cut
-mid-training resumes from its last checkpoint). Zero-shot methods do not depend on K or the seed:
+mid-training resumes from its last checkpoint). Each row records the ``config_fingerprint`` of the
+cell's stage config (:mod:`mvlpt.core.run_dir`) and the ``git_commit``; a cell is skipped only when
+its fingerprint matches, else it runs again: its run directory then refuses the other config
+(naming the keys), or retrains it from scratch with ``fresh``. Zero-shot methods do not depend on K or the seed:
 they run once. With ``sweep.base_to_new`` the prompts train on the target's base classes and are
 evaluated on the base and the new classes; the table reports their harmonic mean.
 ``sweep.seeds_at`` gives some K more (or other) seeds than ``sweep.seeds``.
@@ -30,8 +33,11 @@ from tqdm.auto import tqdm
 
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
+from mvlpt.core.provenance import git_commit, provenance_line
+from mvlpt.core.run_dir import EXCLUDED, fingerprint
 
 from .backbones import BackbonePool
+from .preflight import preflight
 from .report import RUNS_FILE, append_row, harmonic_mean, read_rows, write_results
 from .run_config import CLIPRunConfig, MethodSpec, TaskEntry, config_for_stage, merge, slug
 from .stages import evaluate_trained, run_stage
@@ -95,15 +101,22 @@ def cell_config(cfg: CLIPRunConfig, cell: Cell, out_dir: Path, classes: str | No
     return config_for_stage(cfg, cell.method.stage, merge(extra, cell.method.overrides))
 
 
+def cell_fingerprint(cfg: CLIPRunConfig, cell: Cell, out_dir: Path) -> str:
+    """The fingerprint of a cell's stage config (:mod:`mvlpt.core.run_dir`): ``runs.jsonl`` rows carry it,
+    and a finished cell is skipped only when it matches."""
+    return fingerprint(to_dict(cell_config(cfg, cell, out_dir, "base" if cfg.sweep.base_to_new else None)))
+
+
 def run_cell(cfg: CLIPRunConfig, cell: Cell, out_dir: Path, pool: BackbonePool) -> dict[str, Any]:
-    """Run one cell and return its row."""
+    """Run one cell and return its row (with the cell's ``config_fingerprint`` and the ``git_commit``)."""
     b2n = cfg.sweep.base_to_new
     ccfg = cell_config(cfg, cell, out_dir, "base" if b2n else None)
     res = run_stage(ccfg, pool.get(ccfg.backbone))
     row: dict[str, Any] = {"method": cell.method.name, "stage": ccfg.stage, "prompt": ccfg.method,
                            "shots": cell.shots, "seed": cell.seed, "accuracy": res.accuracy(),
                            "steps": res.steps, "time_s": round(res.time_s, 2), "run_dir": str(res.run_dir),
-                           "split": res.split}
+                           "split": res.split, "config_fingerprint": fingerprint(to_dict(ccfg)),
+                           "git_commit": git_commit()}
     sel = res.selection
     if ccfg.stage != "zeroshot":
         row["selected_on"] = "val" if sel else "last step"
@@ -144,18 +157,21 @@ def run_fewshot(cfg: CLIPRunConfig, pool: BackbonePool | None = None, progress: 
     """Run (or resume) the sweep; write ``runs.csv``, ``results.md``/``.csv``, ``paired.csv`` and ``results.png``
     (the multitask − baseline pairs: :meth:`~mvlpt.clip.pipeline.run_config.SweepConfig.pairs`).
 
-    Returns ``{"rows": [...], "paths": {...}, "table": markdown}``.
+    Returns ``{"rows": [...], "paths": {...}, "table": markdown}``. Called without a ``pool`` (a command's
+    entry), it first checks every cell (:func:`~.preflight.preflight`); a caller sharing its pool checks itself.
     """
+    if pool is None:
+        preflight(cfg, "fewshot")
     pool = pool or BackbonePool()
     out_dir = sweep_dir(cfg)
     runs_file = out_dir / RUNS_FILE
     todo = cells(cfg)
-    done = {(r["method"], r["shots"], r["seed"]) for r in read_rows(runs_file)}
+    done = {(r["method"], r["shots"], r["seed"]): r.get("config_fingerprint") for r in read_rows(runs_file)}
     bar = tqdm(todo, desc="few-shot sweep", disable=not progress, dynamic_ncols=True)
     for cell in bar:
         bar.set_postfix_str(f"{cell.method.name} K={cell.shots} seed={cell.seed}")
-        if cell.key in done:
-            continue
+        if cell.key in done and done[cell.key] == cell_fingerprint(cfg, cell, out_dir):
+            continue  # finished with this very config; another config re-runs it (its run dir refuses or, fresh, retrains)
         append_row(runs_file, run_cell(cfg, cell, out_dir, pool))
     bar.close()
     wanted = {c.key for c in todo}
@@ -169,10 +185,14 @@ def run_fewshot(cfg: CLIPRunConfig, pool: BackbonePool | None = None, progress: 
     target = target_of(cfg).name
     note = split_note(rows, cfg.eval_split)
     title = f"Few-shot transfer to {target}" + (" (base-to-new, harmonic mean)" if cfg.sweep.base_to_new else "")
-    paths = write_results(rows, out_dir, cfg.sweep.shots, metric, title, note=note, pairs=cfg.sweep.pairs(cfg.method))
+    # the sweep's own fingerprint: its whole config, the sweep section included (minus where it is written)
+    prov = provenance_line(fingerprint(to_dict(cfg), [k for k in EXCLUDED if k not in ("sweep", "stages")] +
+                                       ["sweep.out_dir"]))
+    paths = write_results(rows, out_dir, cfg.sweep.shots, metric, title, note=note, pairs=cfg.sweep.pairs(cfg.method),
+                          provenance=prov)
     if cfg.sweep.base_to_new:
         for m in ("base", "new"):
             sub = write_results(rows, out_dir / m, cfg.sweep.shots, m, f"Few-shot transfer to {target}: {m} classes",
-                                note=note, pairs=cfg.sweep.pairs(cfg.method))
+                                note=note, pairs=cfg.sweep.pairs(cfg.method), provenance=prov)
             paths.update({f"{m}_{k}": v for k, v in sub.items()})
     return {"rows": rows, "paths": paths, "table": Path(paths["table_md"]).read_text()}
