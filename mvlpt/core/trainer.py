@@ -146,12 +146,14 @@ class Trainer:
         return DataLoader(ds, batch_sampler=sampler, collate_fn=self.collate_fn, num_workers=self.cfg.num_workers,
                           pin_memory=self.device.type == "cuda", persistent_workers=False)
 
-    def _loss(self, batch: dict[str, Any], forward: Callable[[dict[str, Any]], StepOutput]) -> tuple[torch.Tensor, dict[str, float]]:
+    def _loss(self, batch: dict[str, Any], forward: Callable[[dict[str, Any]], StepOutput]) -> tuple[torch.Tensor, dict[str, Any]]:
+        """The step's loss and its logged terms, as detached tensors: nothing here waits for the device
+        (they are read to the host once per logging step, :meth:`_host_means`)."""
         with self._autocast():
             out = forward(batch)
             loss = out.loss
-            logs = {"task_loss": float(out.loss.detach())}
-            logs.update(out.metrics)
+            task_loss = out.loss.detach()
+            logs: dict[str, Any] = {"task_loss": task_loss, **out.metrics}
             d = self.cfg.distill
             if self.teacher is not None and (d.kl_weight > 0 or d.mse_weight > 0):
                 with torch.no_grad():
@@ -159,20 +161,36 @@ class Trainer:
                 if d.kl_weight > 0 and out.logits is not None and t_out.logits is not None:
                     kl = kl_distillation(out.logits, t_out.logits, d.temperature, out.logit_mask)
                     loss = loss + d.kl_weight * kl
-                    logs["kl_loss"] = float(kl.detach())
+                    logs["kl_loss"] = kl.detach()
                 if d.mse_weight > 0 and out.hidden is not None and t_out.hidden is not None:
                     mse = mse_distillation(out.hidden, t_out.hidden, out.hidden_mask)
                     loss = loss + d.mse_weight * mse
-                    logs["mse_loss"] = float(mse.detach())
-                total = float(loss.detach())
-                if total != 0 and total == total:  # each term's share of the total loss
-                    logs["task_share"] = logs["task_loss"] / total
-                    if "kl_loss" in logs:
-                        logs["kl_share"] = d.kl_weight * logs["kl_loss"] / total
-                    if "mse_loss" in logs:
-                        logs["mse_share"] = d.mse_weight * logs["mse_loss"] / total
-        logs["loss"] = float(loss.detach())
+                    logs["mse_loss"] = mse.detach()
+                # each term's share of the total loss (NaN when the total is 0 or not finite)
+                total = loss.detach()
+                total = torch.where((total != 0) & torch.isfinite(total), total, torch.full_like(total, math.nan))
+                logs["task_share"] = task_loss / total
+                if "kl_loss" in logs:
+                    logs["kl_share"] = d.kl_weight * logs["kl_loss"] / total
+                if "mse_loss" in logs:
+                    logs["mse_share"] = d.mse_weight * logs["mse_loss"] / total
+        logs["loss"] = loss.detach()
         return loss, logs
+
+    def _host_means(self, window: list[dict[str, Any]]) -> dict[str, float]:
+        """Mean of each logged term over the steps of ``window`` (a step without the term, or with NaN,
+        is left out), read to the host in one transfer."""
+        keys = list(window[-1])
+
+        def value(v: Any) -> torch.Tensor:
+            if isinstance(v, torch.Tensor):
+                return v.detach().reshape(()).to(self.device, torch.float32)
+            return torch.tensor(float(v), dtype=torch.float32, device=self.device)
+
+        vals = torch.stack([torch.stack([value(w.get(k, math.nan)) for k in keys]) for w in window]).cpu()
+        ok = ~torch.isnan(vals)
+        means = torch.where(ok, vals, torch.zeros_like(vals)).sum(0) / ok.sum(0).clamp(min=1)
+        return {k: float(m) if n else math.nan for k, m, n in zip(keys, means.tolist(), ok.sum(0).tolist())}
 
     # ------------------------------------------------------------------ checkpoints
     def _state(self, optimizer, scheduler, sampler) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -413,7 +431,7 @@ class Trainer:
         loader_iter = iter(self._loader(sampler))
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,
                    disable=not (cfg.progress and self.info.is_main))
-        window: list[dict[str, float]] = []
+        window: list[dict[str, Any]] = []
         last_eval: tuple[int, dict[str, float]] | None = None
         t0 = time.perf_counter()
         try:
@@ -425,7 +443,7 @@ class Trainer:
                 bar.update(1)
                 window.append(logs)
                 if self.step % cfg.log_every == 0 or self.step == cfg.max_steps:
-                    avg = {k: sum(w[k] for w in window if k in w) / sum(1 for w in window if k in w) for k in window[-1]}
+                    avg = {k: v for k, v in self._host_means(window).items() if not math.isnan(v)}
                     avg = all_reduce_mean(avg, self.info, self.device)
                     avg["lr"] = scheduler.get_last_lr()[0]
                     avg["elapsed_s"] = round(time.perf_counter() - t0, 3)
@@ -482,11 +500,12 @@ class Trainer:
         units.extend((p, None) for p in params if id(p) not in seen)
         return units
 
-    def _clip(self, params: list[torch.nn.Parameter]) -> float:
-        """Clip gradients to ``clip_grad_norm`` (per task or globally); returns the global norm before clipping."""
+    def _clip(self, params: list[torch.nn.Parameter]) -> torch.Tensor:
+        """Clip gradients to ``clip_grad_norm`` (per task or globally); returns the global norm before clipping
+        (a device tensor: read to the host only at logging steps)."""
         max_norm = self.cfg.clip_grad_norm
         if self._clip_units is None:
-            return float(torch.nn.utils.clip_grad_norm_(params, max_norm))
+            return torch.nn.utils.clip_grad_norm_(params, max_norm).detach()
         groups: dict[object, list[torch.Tensor]] = {}
         for p, k in self._clip_units:
             if p.grad is not None:
@@ -498,12 +517,14 @@ class Trainer:
             scale = torch.clamp(max_norm / (norm + 1e-6), max=1.0)
             for g in grads:
                 g.mul_(scale.to(g.dtype))
-        return float(torch.stack(sq).sum().sqrt()) if sq else 0.0
+        return torch.stack(sq).sum().sqrt() if sq else torch.zeros(())
 
-    def _train_step(self, loader_iter, forward, optimizer, scheduler, params) -> dict[str, float] | None:
+    def _train_step(self, loader_iter, forward, optimizer, scheduler, params) -> dict[str, Any] | None:
+        """One optimizer step over ``grad_accum_steps`` micro-batches. Its one host sync is the non-finite
+        check (``train.nonfinite`` skips or stops on such a batch); the logged terms stay on the device."""
         cfg = self.cfg
         accum = cfg.grad_accum_steps
-        micro_logs: list[dict[str, float]] = []
+        micro_logs: list[dict[str, Any]] = []
         nonfinite = False
         for micro in range(accum):
             batch = move_to(next(loader_iter), self.device)
@@ -521,7 +542,7 @@ class Trainer:
             optimizer.zero_grad(set_to_none=True)
             if cfg.nonfinite == "stop":
                 raise NonFiniteLossError(
-                    f"non-finite loss at step {self.step + 1} (losses {[l['loss'] for l in micro_logs]}); "
+                    f"non-finite loss at step {self.step + 1} (losses {[float(l['loss']) for l in micro_logs]}); "
                     f"stopped. The last good checkpoint is kept in {self.ckpt_dir}. Lower the learning rate, "
                     "check the data, or set train.nonfinite=skip to skip such batches."
                 )
@@ -536,12 +557,12 @@ class Trainer:
             self.scaler.unscale_(optimizer)
             grad_norm = self._clip(params)
         else:
-            grad_norm = math.nan
+            grad_norm = None
         self.scaler.step(optimizer)
         self.scaler.update()
         scheduler.step()
         optimizer.zero_grad(set_to_none=True)
         logs = {k: sum(m[k] for m in micro_logs) / len(micro_logs) for k in micro_logs[0]}
-        if not math.isnan(grad_norm):
+        if grad_norm is not None:
             logs["grad_norm"] = grad_norm
         return logs

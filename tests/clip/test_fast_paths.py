@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch.overrides import TorchFunctionMode
 
 from clip_helpers import make_batch
+from sync_counter import SyncCounter
 
 from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, TaskInfo, create_backbone_from_dict, tiny_clip_config
 from mvlpt.clip import feature_cache, scoring
@@ -118,28 +118,6 @@ def test_frozen_class_text_features_follow_weight_changes():
     again = m.step(batch).hidden[:, 1].detach()
     assert len(calls) == 6  # re-encoded after the change, not served from before it
     torch.testing.assert_close(again, 2.0 * first, rtol=1e-5, atol=1e-5)
-
-
-class SyncCounter(TorchFunctionMode):
-    """Counts the calls that make a host wait for an accelerator: reading values (``tolist``, ``item``,
-    ``int``/``bool``/``float`` of a tensor), data-dependent shapes (``nonzero``, ``unique``, boolean indexing)."""
-
-    READS = {"tolist", "item", "__int__", "__bool__", "__float__", "__index__", "nonzero", "unique",
-             "unique_consecutive", "masked_select", "any", "all"}
-
-    def __init__(self):
-        super().__init__()
-        self.calls: list[str] = []
-
-    def __torch_function__(self, func, types, args=(), kwargs=None):
-        name = getattr(func, "__name__", str(func))
-        if name in self.READS and name not in ("any", "all"):
-            self.calls.append(name)
-        elif name == "__getitem__" and len(args) > 1:
-            idx = args[1] if isinstance(args[1], tuple) else (args[1],)
-            if any(isinstance(i, torch.Tensor) and i.dtype == torch.bool for i in idx):
-                self.calls.append("bool-index")
-        return func(*args, **(kwargs or {}))
 
 
 def test_a_step_reads_the_host_once_and_the_teacher_never(backbone, monkeypatch):
