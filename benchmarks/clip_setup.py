@@ -71,17 +71,14 @@ def build_tasks(tokenizer: Any, sizes: list[tuple[str, int]], seed: int) -> list
 
 def build_backbone(size: dict[str, Any], seed: int) -> tuple[nn.Module, Any]:
     """Frozen fp32 CLIP with random weights (``ViT-B-16`` for ``real``) and its tokenizer."""
-    from mvlpt.clip import create_backbone_from_dict, tiny_clip_config
+    from mvlpt.clip import BackboneConfig, create_backbone, tiny_clip_config
 
-    if isinstance(size["model"], str):
-        import open_clip
-
+    if isinstance(size["model"], str):  # an open_clip architecture: random weights from the global RNG
         torch.manual_seed(seed)
-        model = open_clip.create_model(size["model"], pretrained=None)
-        model.requires_grad_(False)
-        return model.eval(), open_clip.get_tokenizer(size["model"])
+        model, tok, _, _ = create_backbone(BackboneConfig(name=size["model"], pretrained=None))
+        return model, tok
     cfg = tiny_clip_config(context_length=77, **size["model"])
-    model, tok, _ = create_backbone_from_dict(cfg, seed=seed)
+    model, tok, _, _ = create_backbone(cfg, seed=seed)
     return model, tok
 
 

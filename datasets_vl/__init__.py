@@ -22,12 +22,12 @@ from .registry import DATASETS, DatasetInfo, describe_layouts, lookup
 from .robust import UnreadableTracker, absorb_skipped, decode_image, to_rgb
 from .spec import DatasetSpec, make_spec
 from .templates import DEFAULT_TEMPLATE, ENSEMBLE_TEMPLATES, VQA_TEMPLATE, format_prompt, templates_for
-from .transforms import ToRGB, build_transforms, preprocess_cfg, transforms_for_model
+from .transforms import Preprocess, ToRGB, build_transforms, preprocess_cfg, transforms_for_model
 from .vqa import best_label, build_vocab, normalize_answer, soft_scores, vqa_accuracy
 
 __all__ = [
     "DATASETS", "DEFAULT_TEMPLATE", "ENSEMBLE_TEMPLATES", "VQA_TEMPLATE", "ConfigError", "DataError", "DatasetInfo",
-    "DatasetNotFoundError", "DatasetSpec", "FewShotSplit", "ToRGB", "UnreadableTracker", "VLDataset", "VLSubset",
+    "DatasetNotFoundError", "DatasetSpec", "FewShotSplit", "Preprocess", "ToRGB", "UnreadableTracker", "VLDataset", "VLSubset",
     "VLTask", "absorb_skipped", "apply_few_shot", "base_new_split", "base_new_tasks", "best_label", "build_transforms",
     "build_vocab", "collate_vl", "decode_image", "describe_layouts", "format_prompt", "load_manifest", "load_task",
     "lookup", "make_spec", "normalize_answer", "preprocess_cfg", "sample_few_shot", "save_manifest", "soft_scores",

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from mvlpt.core.errors import ConfigError
+from mvlpt.core.runtime import freeze  # requires_grad=False and eval mode (the core's one freeze)
 
 from .config import BackboneConfig, TinyT5Config
 
@@ -81,13 +82,6 @@ def load_t5(cfg: BackboneConfig, vocab_size: int | None = None) -> nn.Module:
         raise ConfigError(f"backbone.name={cfg.name!r} is a {t5cfg.model_type!r} model; expected a T5-family model "
                           "(t5, t5-v1_1, flan-t5)")
     return T5ForConditionalGeneration.from_pretrained(source)
-
-
-def freeze(model: nn.Module) -> nn.Module:
-    """``requires_grad=False`` on every parameter and eval mode."""
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model.eval()
 
 
 def load_backbone(cfg: BackboneConfig) -> tuple[nn.Module, Any]:

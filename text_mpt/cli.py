@@ -1,23 +1,31 @@
 """``text-mpt``: MPT on a frozen T5 from the command line.
 
-    text-mpt teachers configs/text/teachers.yaml [key=value ...]
-    text-mpt source   configs/text/source.yaml   [key=value ...]
-    text-mpt adapt    configs/text/adapt_rte.yaml [key=value ...]
-    text-mpt eval     configs/text/adapt_rte.yaml [checkpoint=RUN_DIR] [selection.eval_part=test|val|dev] [key=value ...]
+One dialect with ``mvlpt``: ``<command> --config X.yaml [key=value ...]``::
+
+    text-mpt teachers --config configs/text/teachers.yaml [key=value ...]
+    text-mpt source   --config configs/text/source.yaml   [key=value ...]
+    text-mpt adapt    --config configs/text/adapt.yaml    [key=value ...]
+    text-mpt eval     --config configs/text/adapt.yaml    [checkpoint=RUN_DIR] [selection.eval_part=test|val|dev] [key=value ...]
+    text-mpt pretrain --config configs/pretrain/tiny_t5.yaml [key=value ...]
+
+The config may also be given first without ``--config`` (``text-mpt teachers configs/text/teachers.yaml
+[key=value ...]``, the original form, kept as an alias). ``run_dir`` is the run's directory (``output_dir``
+is its old name on the text head); ``data.root`` is accepted for ``data_root`` (see
+:class:`text_mpt.config.TextRunConfig`).
 
 Training stages pick the best checkpoint on a ``val`` part and report it on a disjoint ``test`` part
 (``selection``, see :class:`text_mpt.config.SelectionConfig`); ``eval`` scores the same seeded
 ``test`` part by default.
-    text-mpt predict  RUN_DIR --input rows.jsonl [--output preds.jsonl] [--mode rank|generate]
+    text-mpt predict  [--run] RUN_DIR --input rows.jsonl [--output preds.jsonl] [--mode rank|generate]
     text-mpt export-peft RUN_DIR ADAPTER_DIR
     text-mpt import-peft ADAPTER_DIR OUT_DIR [--config CONFIG.yaml [key=value ...]]
-    text-mpt pretrain --config configs/pretrain/tiny_t5.yaml [key=value ...]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -36,19 +44,23 @@ def _parser() -> argparse.ArgumentParser:
     for name, help_ in [("teachers", "train one vanilla prompt per source task"),
                         ("source", "train decomposed prompts on all source tasks with distillation"),
                         ("adapt", "adapt the source prompt to target task(s) (low-rank factors)"),
-                        ("eval", "evaluate a trained run (checkpoint=RUN, default output_dir) on the config's tasks: "
+                        ("eval", "evaluate a trained run (checkpoint=RUN, default run_dir) on the config's tasks: "
                                  "by default on the reported test part of the same seeded val/test split "
                                  "(selection.eval_part=test|val|dev)")]:
-        s = sub.add_parser(name, help=help_)
-        s.add_argument("config", help="YAML config (configs/text/...)")
-        s.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.max_steps=100")
+        s = sub.add_parser(name, help=help_, usage=f"text-mpt {name} --config CONFIG.yaml [key=value ...] [options]\n"
+                                                   f"       text-mpt {name} CONFIG.yaml [key=value ...] [options]  (alias)")
+        s.add_argument("--config", "-c", help="YAML config (configs/text/...); may also be given as the first argument")
+        s.add_argument("overrides", nargs="*", metavar="key=value",
+                       help="key=value overrides, e.g. train.max_steps=100 run_dir=runs/x (after the config file when "
+                            "it is given without --config)")
         s.add_argument("--strict", action="store_true",
                        help="fail (instead of warning) when a prompt fails a health check (= train.health.strict=true)")
         if name in STAGES:
             s.add_argument("--fresh", action="store_true",
                            help="discard the run directory's previous contents instead of resuming (= fresh=true)")
     s = sub.add_parser("predict", help="answer rows of any task of a trained run")
-    s.add_argument("run", help="run directory, checkpoint directory or prompts file")
+    s.add_argument("run", nargs="?", help="run directory, checkpoint directory or prompts file (or --run)")
+    s.add_argument("--run", dest="run_option", metavar="RUN", help="the same as the positional RUN (as in mvlpt predict)")
     s.add_argument("--input", help="JSON Lines; each row has 'task' and the task's fields")
     s.add_argument("--row", action="append", default=[], help="one JSON row (repeatable)")
     s.add_argument("--output", help="write predictions as JSON Lines here (default: stdout)")
@@ -80,6 +92,16 @@ def _row(text: str, where: str) -> dict:
     return row
 
 
+def _predict_run(args) -> str:
+    """The run of ``predict``: positional or ``--run`` (once)."""
+    if args.run and args.run_option and args.run != args.run_option:
+        raise ConfigError(f"predict: two runs given ({args.run} and --run {args.run_option}); give one")
+    run = args.run or args.run_option
+    if not run:
+        raise ConfigError("predict: give the run directory: text-mpt predict --run RUN_DIR --row '{...}'")
+    return run
+
+
 def _rows(args) -> list[dict]:
     rows = []
     if args.input:
@@ -91,9 +113,28 @@ def _rows(args) -> list[dict]:
     return rows
 
 
+_OVERRIDE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*=")
+
+
+def config_and_overrides(args: argparse.Namespace) -> tuple[str, list[str]]:
+    """``(config file, overrides)`` of a stage / ``eval`` command: ``--config X.yaml key=value ...``, or the
+    alias ``X.yaml key=value ...`` (the first argument that is no ``key=value`` is the config)."""
+    items = list(args.overrides)
+    if args.config is not None:
+        bad = [i for i in items if not _OVERRIDE.match(i)]
+        if bad:
+            raise ConfigError(f"{bad[0]!r}: the config is already given with --config {args.config}; the other "
+                              "arguments are key=value overrides (e.g. train.max_steps=100)")
+        return args.config, items
+    if items and not _OVERRIDE.match(items[0]):
+        return items[0], items[1:]
+    raise ConfigError(f"give a config: text-mpt {args.command} --config CONFIG.yaml [key=value ...] "
+                      f"(e.g. configs/text/tiny/{'adapt' if args.command == 'eval' else args.command}.yaml)")
+
+
 def command_overrides(args: argparse.Namespace) -> list[str]:
     """The ``key=value`` overrides of a training command: its own plus those its flags stand for."""
-    return (list(args.overrides) + (["train.health.strict=true"] if args.strict else [])
+    return (config_and_overrides(args)[1] + (["train.health.strict=true"] if args.strict else [])
             + (["fresh=true"] if getattr(args, "fresh", False) else []))
 
 
@@ -120,24 +161,25 @@ def run(argv: Sequence[str] | None = None) -> int:
     from .config import load_run_config
 
     if args.command in STAGES:
-        cfg = load_run_config(args.config, command_overrides(args))  # config errors before the heavy imports
+        cfg = load_run_config(config_and_overrides(args)[0], command_overrides(args))  # errors before the heavy imports
         from .pipeline import train_stage
 
         out = train_stage(cfg, expected_stage=STAGES[args.command])
         print(Path(out["results"][0]).read_text())
         print(f"run directory: {out['run_dir']}")
     elif args.command == "eval":
-        cfg = load_run_config(args.config, args.overrides)
+        cfg = load_run_config(*config_and_overrides(args))
         from .pipeline import evaluate_run
 
         out = evaluate_run(cfg)
         print(Path(out["results"][0]).read_text())
         print(f"evaluated on the {out['split']} part (selection.eval_part; default test, the reported part)")
     elif args.command == "predict":
+        run_path = _predict_run(args)
         rows = _rows(args)  # bad rows are reported before the model is loaded
         from .inference import Predictor
 
-        preds = Predictor.from_run(args.run, device=args.device).predict(rows, args.batch_size, args.mode)
+        preds = Predictor.from_run(run_path, device=args.device).predict(rows, args.batch_size, args.mode)
         text = "".join(json.dumps(p) + "\n" for p in preds)
         if args.output:
             Path(args.output).write_text(text)

@@ -9,16 +9,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Literal, Mapping, Sequence
 
-from mvlpt.core.config import load_config
+import yaml
+
+from mvlpt.core.config import apply_overrides, deep_merge, from_dict, read_yaml
 from mvlpt.core.errors import ConfigError
-from mvlpt.core.stages import PromptConfig
+from mvlpt.core.stages import MPTStage, PromptConfig
 from mvlpt.core.train_config import TrainConfig
 
 from .tasks import BUILTIN, METRICS, canonical_name
 
-Stage = Literal["teachers", "source", "target"]
+#: the stages this head trains: MPT's three (the core's vocabulary, :mod:`mvlpt.core.stages`)
+Stage = MPTStage
 
 
 @dataclass
@@ -192,23 +195,31 @@ class TextRunConfig:
 
     Attributes:
         stage: ``teachers`` | ``source`` | ``target`` (the ``adapt`` command).
-        output_dir: run directory (checkpoints, config.json, metrics.jsonl, results.md/.csv).
+        run_dir: this run's directory (``config.json``, ``checkpoints/``, ``metrics.jsonl``,
+            ``results.md`` / ``.csv``): the key and meaning of the CLIP head's ``run_dir``. Required (as
+            ``run_dir`` or ``output_dir``); the text head derives no run directory.
+        output_dir: the text head's old name of ``run_dir`` (an alias: the same directory, kept for existing
+            configs and runs; both are saved in ``config.json``). Unlike the CLIP head's ``output_dir`` (the
+            parent folder of the runs) it names this run's directory itself. A config level giving both
+            with different values is refused; a later level (a ``base:`` file's child, ``key=value``) wins.
         data_root: folder holding ``glue/<TASK>`` and ``superglue/<TASK>``; unset (``null``):
             ``$MVLPT_DATA`` when set, else the Hugging Face hub; ``""``: ``$MVLPT_DATA``, else the
-            shared data beside the checkout (``../shared/data``).
+            shared data beside the checkout (``../shared/data``). ``data.root`` (the CLIP head's and the
+            pretraining recipes' spelling) is accepted for it, in YAML and as ``data.root=...``.
         teacher_path: teachers run (source stage) whose vanilla prompts give the distillation targets.
         few_shot_k: train on ``k`` examples per class (0 = all), drawn with ``few_shot_seed`` from the
             training part (after the ``val`` hold-out).
         selection: which data selects the best checkpoint (``val``) and which is reported (``test``);
             see :class:`SelectionConfig` (default ``mode: auto``).
-        checkpoint: run/checkpoint evaluated by ``text-mpt eval`` (default: ``output_dir``).
-        fresh: delete ``output_dir``'s previous contents and train from scratch (``--fresh``); without it
+        checkpoint: run/checkpoint evaluated by ``text-mpt eval`` (default: ``run_dir``).
+        fresh: delete ``run_dir``'s previous contents and train from scratch (``--fresh``); without it
             a directory holding a run of another config is refused (see :mod:`mvlpt.core.run_dir`).
     """
 
     stage: Stage
-    output_dir: str
     tasks: list[TaskConfig]
+    run_dir: str | None = None
+    output_dir: str | None = None
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     prompt: PromptConfig = field(default_factory=PromptConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
@@ -221,7 +232,20 @@ class TextRunConfig:
     checkpoint: str | None = None
     fresh: bool = False
 
+    def __post_init__(self) -> None:
+        # one directory under two names (``output_dir``: the text head's old name), kept equal
+        if self.run_dir is None:
+            self.run_dir = self.output_dir
+        elif self.output_dir is None:
+            self.output_dir = self.run_dir
+        elif self.run_dir != self.output_dir:
+            raise ConfigError(f"run_dir={self.run_dir!r} and output_dir={self.output_dir!r}: both name this run's "
+                              "directory (output_dir is the text head's old name of run_dir); give one")
+
     def validate(self) -> None:
+        if not self.run_dir:
+            raise ConfigError("missing required config key 'run_dir' (this run's directory; the old name "
+                              "'output_dir' is accepted too)")
         if not self.tasks:
             raise ConfigError("tasks: give at least one task")
         names = [canonical_name(t.name) for t in self.tasks]
@@ -242,6 +266,66 @@ class TextRunConfig:
         return [canonical_name(t.name) if not t.is_custom else t.name for t in self.tasks]
 
 
+#: alias → canonical key of a text run config (the spellings the CLIP head uses, and the old ones)
+ALIASES = {"output_dir": "run_dir", "data.root": "data_root"}
+
+
+def canonical_keys(raw: Mapping[str, Any], where: str = "") -> dict[str, Any]:
+    """One config level (a YAML file without its ``base:``, the ``data`` mapping) with the aliases of
+    :data:`ALIASES` renamed to their canonical keys: ``output_dir`` → ``run_dir``, ``data: {root: ...}`` →
+    ``data_root``. The text head's ``data`` section holds only ``root``; one level giving an alias and its
+    key with different values is a :class:`ConfigError`."""
+    out = dict(raw)
+    at = f"{where}: " if where else ""
+    data = out.pop("data", None)
+    if data is not None:
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"{at}data: expected a mapping such as {{root: ../shared/data}}, found {data!r}")
+        extra = sorted(set(data) - {"root"})
+        if extra:
+            raise ConfigError(f"{at}unknown config key(s) {['data.' + str(k) for k in extra]}: the text head's data "
+                              "section holds only 'root' (= data_root)")
+        if "root" in data:
+            out["data.root"] = data["root"]
+    for alias, key in ALIASES.items():
+        if alias not in out:
+            continue
+        value = out.pop(alias)
+        if key in out and out[key] != value:
+            raise ConfigError(f"{at}{alias}={value!r} and {key}={out[key]!r}: {alias} is another spelling of {key}; "
+                              "give one")
+        out[key] = value
+    return out
+
+
+def _read_levels(path: Path) -> dict[str, Any]:
+    """:func:`~mvlpt.core.config.read_yaml` with :func:`canonical_keys` applied to every file before the
+    ``base:`` chain is merged, so that a child's ``output_dir`` wins over its base's ``run_dir`` (and back)."""
+    read_yaml(path)  # checks the whole chain, with the core's error messages
+    own = yaml.safe_load(path.read_text(encoding="utf-8"))
+    base = own.pop("base", None)
+    lower = _read_levels(path.parent / base) if base else {}
+    return deep_merge(lower, canonical_keys(own, str(path)))
+
+
+def canonical_override(item: str) -> str:
+    """``output_dir=X`` → ``run_dir=X``, ``data.root=X`` → ``data_root=X``; any other override as given."""
+    key, sep, value = item.partition("=")
+    return f"{ALIASES[key.strip()]}={value}" if sep and key.strip() in ALIASES else item
+
+
 def load_run_config(path: str | Path | None, overrides: Sequence[str] = (), data: dict | None = None) -> TextRunConfig:
-    """YAML (+ ``key=value`` overrides) → validated :class:`TextRunConfig`."""
-    return load_config(TextRunConfig, path, overrides, data=data)
+    """YAML (+ ``key=value`` overrides) → validated :class:`TextRunConfig`.
+
+    ``data`` (lowest) ← the file (its ``base:`` chain) ← ``overrides``; each level may use the aliases of
+    :data:`ALIASES` (``output_dir`` for ``run_dir``, ``data.root`` for ``data_root``)."""
+    raw = canonical_keys(data or {})
+    if path is not None:
+        raw = deep_merge(raw, _read_levels(Path(path)))
+    raw = apply_overrides(raw, [canonical_override(o) for o in overrides], TextRunConfig)
+    try:
+        return from_dict(TextRunConfig, raw)
+    except ConfigError as e:
+        if path is not None:
+            raise ConfigError(f"{path}: {e}") from None
+        raise

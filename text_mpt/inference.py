@@ -17,7 +17,7 @@ import torch
 from mvlpt.core.checkpoint import load_run_prompts
 from mvlpt.core.config import from_dict
 from mvlpt.core.errors import ConfigError, DataError
-from mvlpt.core.trainer import move_to
+from mvlpt.core.runtime import move_to
 
 from .backbone import load_backbone
 from .config import BackboneConfig, EvalConfig, TextRunConfig

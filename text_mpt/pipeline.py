@@ -39,12 +39,15 @@ from mvlpt.core.checkpoint import load_run_prompts, write_json
 from mvlpt.core.config import to_dict
 from mvlpt.core.data_root import env_data_root, shared_data_root
 from mvlpt.core.errors import ConfigError
+from mvlpt.core.evaluation import eval_context, evaluate
 from mvlpt.core.health import check_consumed_run
+from mvlpt.core.logging_utils import MetricsLogger
 from mvlpt.core.provenance import provenance_line
-from mvlpt.core.results import append_run_health, write_table
+from mvlpt.core.results import append_run_health, per_task_rows, write_run_results
 from mvlpt.core.run_dir import fingerprint
-from mvlpt.core.stages import build_stage_prompt, resolve_prompt_config
-from mvlpt.core.trainer import Trainer, seed_everything
+from mvlpt.core.runtime import seed_everything
+from mvlpt.core.stages import MPT_STAGES, build_stage_prompt, resolve_prompt_config
+from mvlpt.core.trainer import Trainer
 
 from .backbone import DEFAULT_NAME, load_backbone
 from .config import BackboneConfig, TextRunConfig
@@ -55,8 +58,8 @@ from .prompt_io import PROMPT_KEY, check_width, load_teacher_prompt, prompt_tens
 from .run_backbone import backbone_for_run, backbone_identity, check_same_backbone, recorded_backbone
 from .tasks import TaskSpec
 
-#: config stage → core stage preset
-CORE_STAGE = {"teachers": "teachers", "source": "source", "target": "target"}
+#: config stage → core stage preset (the T5 head trains MPT's three stages, under the core's names)
+CORE_STAGE = {s: s for s in MPT_STAGES}
 
 
 def embed_text_fn(backbone, tokenizer) -> Callable[[str], torch.Tensor]:
@@ -171,32 +174,23 @@ def results_rows(specs: list[TaskSpec], metrics: Mapping[str, float], split: str
         head["split"] = split
     if step is not None:
         head["step"] = step
-    rows = []
-    for s in specs:
-        row: dict[str, Any] = {"task": s.name, **head}
-        for k, v in metrics.items():
-            if k.startswith(s.name + "/"):
-                key = k[len(s.name) + 1:]
-                row[key] = int(v) if key == "n" else v
-        rows.append(row)
+    rows = per_task_rows(metrics, [s.name for s in specs], head)
+    for row in rows:
+        if "n" in row:
+            row["n"] = int(row["n"])
     if "score" in metrics:
         rows.append({"task": "mean", **head, "score": metrics["score"]})
     return rows
 
 
-def write_results(run_dir: str | Path, specs: list[TaskSpec],
-                  sections: Sequence[tuple[str, Mapping[str, float], int | None]], title: str,
-                  notes: Sequence[str] = (), provenance: str | None = None) -> tuple[Path, Path]:
-    """``results.md`` / ``results.csv``: per section ``(split, metrics, step)`` one row per task and a
-    ``mean`` row, column ``split`` naming the part; ``provenance`` (config fingerprint, git commit) and
-    ``notes`` (how the parts were made) go under the markdown table."""
+def results_table(specs: list[TaskSpec], sections: Sequence[tuple[str, Mapping[str, float], int | None]]
+                  ) -> tuple[list[dict[str, Any]], list[str]]:
+    """The rows and columns of a run's results: per section ``(split, metrics, step)`` one row per task and a
+    ``mean`` row, column ``split`` naming the part (written by :func:`mvlpt.core.results.write_run_results`)."""
     rows = [r for split, metrics, step in sections for r in results_rows(specs, metrics, split, step)]
     fixed = {"task", "split", "step", "score", "n"}
     cols = ["task", "split", "step", "score"] + sorted({k for r in rows for k in r} - fixed) + ["n"]
-    md, csv = write_table(rows, Path(run_dir) / "results", columns=cols, title=title, provenance=provenance)
-    if notes:
-        md.write_text(md.read_text() + "\n" + "".join(f"- {n}\n" for n in notes))
-    return md, csv
+    return rows, cols
 
 
 def split_notes(cfg: TextRunConfig, plan: Sequence[TaskParts]) -> list[str]:
@@ -271,8 +265,9 @@ def train_stage(cfg: TextRunConfig, expected_stage: str | None = None) -> dict[s
     title = f"text-mpt {cfg.stage}: {cfg.output_dir} — {CONVENTION[mode]} ({which})"
     notes = ["split = test: reported numbers; split = val: model selection (never reported as the result)"
              if mode == "auto" else CONVENTION[mode]] + split_notes(cfg, plan)
-    paths = write_results(run_dir, specs, sections, title, notes,
-                          provenance_line(trainer.fingerprint)) if trainer.info.is_main else (
+    rows, cols = results_table(specs, sections)
+    paths = write_run_results(run_dir, rows, title, cols, notes,
+                              provenance_line(trainer.fingerprint)) if trainer.info.is_main else (
         run_dir / "results.md", run_dir / "results.csv")
     if trainer.info.is_main:
         append_run_health(paths[0], run_dir)
@@ -301,14 +296,16 @@ def evaluate_run(cfg: TextRunConfig) -> dict[str, Any]:
     plan = build_parts(cfg, (part,))
     eval_ds = part_datasets(cfg, tokenizer, plan, part)
     out_dir = Path(cfg.output_dir) / "eval"
-    trainer = Trainer(model, eval_ds, TextCollator(tokenizer.pad_token_id), cfg.train, out_dir, eval_datasets=eval_ds)
-    metrics = trainer.evaluate()
-    trainer.logger.log(0, part, metrics)
-    trainer.logger.close()
+    info, device = eval_context(cfg.train)  # evaluation only: no training data, no Trainer
+    log = MetricsLogger(out_dir, enabled=info.is_main, tensorboard=cfg.train.tensorboard)
+    metrics = evaluate(model, eval_ds, TextCollator(tokenizer.pad_token_id), cfg.train, info, device)
+    log.log(0, part, metrics)
+    log.close()
     what = {"test": "the reported test part (same seeded split as training)", "val": "the val part (model selection)",
             "dev": "the full eval split (it contains the val half under the small rule)"}[part]
     title = f"text-mpt eval: {path} on {what}"
-    paths = write_results(out_dir, model.specs, [(part, metrics, None)], title,
-                          [f"selection.eval_part={part}"] + split_notes(cfg, plan), provenance_line(fingerprint(to_dict(cfg))))
+    rows, cols = results_table(model.specs, [(part, metrics, None)])
+    paths = write_run_results(out_dir, rows, title, cols, [f"selection.eval_part={part}"] + split_notes(cfg, plan),
+                              provenance_line(fingerprint(to_dict(cfg))))
     return {"run_dir": str(out_dir), "metrics": metrics, "split": part, "selection": selection_meta(cfg, plan),
             "results": paths}

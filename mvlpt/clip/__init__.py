@@ -6,17 +6,17 @@ Public API::
     from mvlpt.clip import BackboneConfig, create_backbone, CLIPPromptConfig, TaskInfo, CLIPTaskModel, CLIPZeroShot
 """
 
-from .backbone import BackboneConfig, create_backbone, create_backbone_from_dict, freeze, model_from_config, tiny_clip_config
+from .backbone import Backbone, BackboneConfig, create_backbone, tiny_clip_config
 from .prompt_config import CLIPPromptConfig
-from .prompt_set import Prompts, PromptSet
+from .prompts import PROMPT_METHODS, Prompts, PromptSet, register_prompt_method
+from .prompts.upt import UPTMapping
 from .scoring import ClassLayout
 from .task_model import CLIPTaskModel
 from .tasks import TaskInfo
-from .unified_prompt import UPTMapping
-from .zeroshot import CLIPZeroShot
+from .zeroshot import CLIPZeroShot, zero_shot_accuracy
 
 __all__ = [
-    "BackboneConfig", "CLIPPromptConfig", "CLIPTaskModel", "CLIPZeroShot", "ClassLayout", "PromptSet", "Prompts",
-    "TaskInfo", "UPTMapping", "create_backbone", "create_backbone_from_dict", "freeze", "model_from_config",
-    "tiny_clip_config",
+    "Backbone", "BackboneConfig", "CLIPPromptConfig", "CLIPTaskModel", "CLIPZeroShot", "ClassLayout", "PROMPT_METHODS",
+    "PromptSet", "Prompts", "TaskInfo", "UPTMapping", "create_backbone", "register_prompt_method", "tiny_clip_config",
+    "zero_shot_accuracy",
 ]

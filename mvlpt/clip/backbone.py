@@ -1,13 +1,20 @@
-"""The frozen CLIP backbone: an open_clip model, its tokenizer and its preprocessing settings.
+"""The CLIP factory: :func:`create_backbone` builds every CLIP of the head — a frozen open_clip model,
+its tokenizer, its preprocessing record and the config it came from (:class:`Backbone`).
 
-Three ways to name a backbone (:class:`BackboneConfig`):
+What it builds from:
 
-* an open_clip model name and pretrained tag (``ViT-B-16`` / ``openai``,
-  ``ViT-B-32`` / ``laion2b_s34b_b79k``, ``hf-hub:...``, ``local-dir:...``);
-* an open_clip model-config JSON (``model_config``) plus a local weights file (``checkpoint``);
-* ``tiny-clip``: the miniature CLIP shipped in :mod:`mvlpt.clip.weights`.
+* a :class:`BackboneConfig` (what run configs hold): an open_clip model name and pretrained tag
+  (``ViT-B-16`` / ``openai``, ``ViT-B-32`` / ``laion2b_s34b_b79k``, ``hf-hub:...``, ``local-dir:...``);
+  an open_clip model-config JSON or mapping (``model_config``) plus a local weights file
+  (``checkpoint``); or ``tiny-clip``;
+* a model-config mapping (e.g. :func:`tiny_clip_config`): random weights from a seed (tests, benchmarks);
+* the name ``tiny-clip``: the miniature CLIP whose files ship in the data folder
+  ``mvlpt/clip/weights/tiny-clip/`` (found by its path; :func:`weights_dir`);
+* a directory: an exported model (``<name>.json`` + ``open_clip_model.safetensors``, as the
+  pretraining wing :mod:`mvlpt.clip.pretrain` writes them) or an open_clip folder (``open_clip_config.json``).
 
 Every parameter of the returned model is frozen (``requires_grad=False``) and the model is in eval mode.
+The preprocessing record is :class:`datasets_vl.Preprocess` (size, mean, std, interpolation, resize mode).
 """
 
 from __future__ import annotations
@@ -15,19 +22,43 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Literal, Mapping, NamedTuple
 
 import torch
 from torch import nn
 
 from mvlpt.core.errors import CheckpointError, ConfigError
+from mvlpt.core.runtime import freeze
 
-#: the miniature CLIP shipped with the package (see :mod:`mvlpt.clip.weights`)
+if TYPE_CHECKING:  # datasets_vl imports open_clip: loaded with the model, not with a config
+    from datasets_vl.transforms import Preprocess
+
+#: the miniature CLIP shipped with the package (files in ``mvlpt/clip/weights/tiny-clip/``)
 TINY_CLIP = "tiny-clip"
+#: the data folder of shipped models (a folder of files: the model layer imports nothing from it)
+WEIGHTS_ROOT = Path(__file__).resolve().parent / "weights"
+#: the layout of an exported model directory: ``<name>.json`` (open_clip model config), the weights, the metadata
+WEIGHTS_FILE = "open_clip_model.safetensors"
+METADATA_FILE = "metadata.json"
 
 Tokenizer = Callable[..., torch.Tensor]
+
+
+def weights_dir(name: str = TINY_CLIP) -> Path:
+    """Directory of a model shipped inside the package (``mvlpt/clip/weights/<name>``)."""
+    return WEIGHTS_ROOT / name
+
+
+class Backbone(NamedTuple):
+    """A built CLIP: ``model, tokenizer, preprocess, config = create_backbone(...)``."""
+
+    model: nn.Module  #: frozen open_clip model, eval mode
+    tokenizer: Tokenizer  #: ``tokenizer(list[str]) -> LongTensor``
+    preprocess: Preprocess  #: image preprocessing settings of the model
+    config: "BackboneConfig"  #: what it was built from
 
 
 @dataclass
@@ -88,12 +119,6 @@ def tiny_clip_config(
     }
 
 
-def freeze(model: nn.Module) -> nn.Module:
-    """Freeze every parameter and switch to eval mode (in place)."""
-    model.requires_grad_(False)
-    return model.eval()
-
-
 def _read_model_config(path: str | Path | Mapping[str, Any]) -> dict[str, Any]:
     if isinstance(path, Mapping):
         data, path = dict(path), "(mapping)"
@@ -118,7 +143,7 @@ def _cast(model: nn.Module, precision: str) -> nn.Module:
     return model
 
 
-def model_from_config(model_cfg: Mapping[str, Any], precision: str = "fp32", seed: int | None = 0) -> nn.Module:
+def _model_from_config(model_cfg: Mapping[str, Any], precision: str = "fp32", seed: int | None = 0) -> nn.Module:
     """An open_clip ``CLIP`` (or ``CustomTextCLIP``) with random weights from a config dict.
 
     Args:
@@ -154,20 +179,6 @@ def _tokenizer_for_config(model_cfg: Mapping[str, Any], cache_dir: str | None) -
     return SimpleTokenizer(context_length=ctx)
 
 
-def _preprocess_for_config(model: nn.Module) -> dict[str, Any]:
-    from dataclasses import asdict
-
-    from open_clip.model import get_model_preprocess_cfg
-    from open_clip.transform import PreprocessCfg
-
-    cfg = asdict(PreprocessCfg())
-    size = getattr(model.visual, "image_size", None)
-    if size is not None:
-        cfg["size"] = size
-    cfg.update(get_model_preprocess_cfg(model))
-    return cfg
-
-
 def load_weights(model: nn.Module, path: str | Path, what: str) -> None:
     """Load a full CLIP weights file with open_clip's loader; errors name the expected model."""
     import open_clip
@@ -185,23 +196,63 @@ def load_weights(model: nn.Module, path: str | Path, what: str) -> None:
         ) from None
 
 
-def create_backbone(cfg: BackboneConfig) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
-    """Build the frozen CLIP of ``cfg``.
+def _model_dir_files(root: Path, name: str) -> tuple[Path, Path]:
+    """``(model-config JSON, weights file)`` of an exported model directory: ``<name>.json`` (else its
+    one JSON file besides ``metadata.json``) and ``open_clip_model.safetensors``."""
+    cfg_file = root / f"{name}.json"
+    if not cfg_file.is_file():
+        found = sorted(p for p in root.glob("*.json") if p.name != METADATA_FILE)
+        if len(found) == 1:
+            cfg_file = found[0]
+    return cfg_file, root / WEIGHTS_FILE
+
+
+def _from_spec(spec: BackboneConfig | Mapping[str, Any] | str | os.PathLike) -> BackboneConfig:
+    """The :class:`BackboneConfig` that ``spec`` stands for (a config, a mapping, ``tiny-clip``, a directory, a name)."""
+    if isinstance(spec, BackboneConfig):
+        return spec
+    if isinstance(spec, Mapping):
+        return BackboneConfig(name="model_config", pretrained=None, model_config=dict(spec))
+    text = os.fspath(spec)
+    if text == TINY_CLIP:
+        return BackboneConfig(name=TINY_CLIP, pretrained=None)
+    path = Path(text)
+    if path.is_dir():
+        if (path / "open_clip_config.json").is_file():
+            return BackboneConfig(name=f"local-dir:{path}", pretrained=None)
+        cfg_file, weights = _model_dir_files(path, path.name)
+        if not cfg_file.is_file() or not weights.is_file():
+            raise CheckpointError(f"no exported CLIP in {path}: expected <name>.json and {WEIGHTS_FILE} "
+                                  "(export one with `python -m mvlpt.clip.pretrain --config configs/pretrain/tiny_clip.yaml`)")
+        return BackboneConfig(name=cfg_file.stem, pretrained=None, model_config=str(cfg_file), checkpoint=str(weights))
+    return BackboneConfig(name=text)
+
+
+def create_backbone(spec: BackboneConfig | Mapping[str, Any] | str | os.PathLike, *, seed: int | None = 0) -> Backbone:
+    """Build the frozen CLIP of ``spec`` (see the module docstring).
+
+    Args:
+        spec: a :class:`BackboneConfig`; a model-config mapping (random weights); ``"tiny-clip"``; a
+            model directory; or an open_clip model name (with :class:`BackboneConfig`'s defaults).
+        seed: seed of the random initialisation of models built from a config (``None`` = the global
+            RNG); loaded weights replace it.
 
     Returns:
-        ``(clip_model, tokenizer, preprocess_cfg)``: the frozen open_clip model (eval mode),
-        its tokenizer (``tokenizer(list[str]) -> LongTensor``) and open_clip's preprocessing
-        settings (``size``, ``mean``, ``std``, ``interpolation``, ``resize_mode``).
+        a :class:`Backbone` ``(model, tokenizer, preprocess, config)``: the frozen open_clip model (eval
+        mode), its tokenizer (``tokenizer(list[str]) -> LongTensor``), its :class:`~datasets_vl.Preprocess`
+        record and the :class:`BackboneConfig` it was built from.
     """
     import open_clip
 
+    from datasets_vl.transforms import preprocess_cfg
+
+    label = not isinstance(spec, Mapping)
+    cfg = _from_spec(spec)
     cfg.validate()
     cfg.check_files()
     model_config = cfg.model_config
     checkpoint = cfg.checkpoint
     if cfg.name == TINY_CLIP and model_config is None:
-        from .weights import WEIGHTS_FILE, weights_dir
-
         root = Path(checkpoint) if checkpoint and Path(checkpoint).is_dir() else weights_dir(TINY_CLIP)
         model_config = str(root / f"{TINY_CLIP}.json")
         checkpoint = str(root / WEIGHTS_FILE) if not checkpoint or Path(checkpoint).is_dir() else checkpoint
@@ -210,7 +261,7 @@ def create_backbone(cfg: BackboneConfig) -> tuple[nn.Module, Tokenizer, dict[str
                                   "`python -m mvlpt.clip.pretrain` or set backbone.model_config/checkpoint")
     if model_config is not None:
         mcfg = _read_model_config(model_config)
-        model = model_from_config(mcfg, precision="fp32")
+        model = _model_from_config(mcfg, precision="fp32", seed=seed)
         tokenizer = _tokenizer_for_config(mcfg, cfg.cache_dir)
         if checkpoint:
             load_weights(model, checkpoint, f"the model config {model_config if isinstance(model_config, str) else cfg.name}")
@@ -225,12 +276,6 @@ def create_backbone(cfg: BackboneConfig) -> tuple[nn.Module, Tokenizer, dict[str
             load_weights(model, checkpoint, f"open_clip model {cfg.name}")
         tokenizer = open_clip.get_tokenizer(cfg.name, cache_dir=cfg.cache_dir)
     freeze(model)
-    model.mvlpt_name = cfg.name  # a label for error messages
-    return model, tokenizer, _preprocess_for_config(model)
-
-
-def create_backbone_from_dict(model_cfg: Mapping[str, Any], seed: int = 0
-                              ) -> tuple[nn.Module, Tokenizer, dict[str, Any]]:
-    """Like :func:`create_backbone` for a model-config dict (e.g. :func:`tiny_clip_config`), random weights."""
-    model = freeze(model_from_config(model_cfg, seed=seed))
-    return model, _tokenizer_for_config(model_cfg, None), _preprocess_for_config(model)
+    if label:
+        model.mvlpt_name = cfg.name  # a label for error messages
+    return Backbone(model, tokenizer, preprocess_cfg(model), cfg)

@@ -9,22 +9,22 @@ from typing import Literal
 from mvlpt.core.errors import ConfigError
 from mvlpt.core.stages import PromptConfig
 
-#: prompt methods: CoOp text prompts, VPT visual prompts, MVLPT's unified prompts
-METHODS = ("coop", "vpt", "upt")
+from .prompts import prompt_method
 
 
 @dataclass
 class CLIPPromptConfig:
     """Settings of :class:`~mvlpt.clip.task_model.CLIPTaskModel`.
 
-    ``method`` is the single switch: ``coop`` learns the text context only (images are encoded
-    by the frozen image tower as is), ``vpt`` the visual prompts only (class texts are the
-    tasks' hand-written templates), ``upt`` both, produced from one prompt set by a learned
-    mapping. Each prompt is a core :class:`~mvlpt.core.stages.PromptConfig` (kind, length, rank,
+    ``method`` is the single switch, a name in the registry :data:`~mvlpt.clip.prompts.PROMPT_METHODS`
+    (what a method learns is its own declaration, ``uses_text`` / ``uses_visual``): ``coop`` learns the
+    text context only (images are encoded by the frozen image tower as is), ``vpt`` the visual prompts
+    only (class texts are the tasks' hand-written templates), ``upt`` both, produced from one prompt
+    set by a learned mapping. Each prompt is a core :class:`~mvlpt.core.stages.PromptConfig` (kind, length, rank,
     initialisation, what trains), resolved by stage (teachers/source/target/single).
 
     Attributes:
-        method: ``coop`` | ``vpt`` | ``upt``.
+        method: a registered prompt method: ``coop`` | ``vpt`` | ``upt`` (+ any registered later).
         text: the text context (CoOp). ``length`` 0 = no learned context.
         visual: the visual prompt (VPT). ``length`` 0 = no visual prompt. MVLPT's UPT runs use
             short prompts (4 text + 4 visual tokens).
@@ -49,7 +49,7 @@ class CLIPPromptConfig:
             source stage with ``source_mode: mvlpt``.
     """
 
-    method: Literal["coop", "vpt", "upt"] = "coop"
+    method: str = "coop"
     text: PromptConfig = field(default_factory=lambda: PromptConfig(length=16))
     visual: PromptConfig = field(default_factory=lambda: PromptConfig(length=16))
     vpt_deep: bool = True
@@ -64,16 +64,12 @@ class CLIPPromptConfig:
     shared_prompt: bool = False
 
     def validate(self) -> None:
-        if self.method not in METHODS:
-            raise ConfigError(f"prompt.method must be one of {METHODS}, found {self.method!r}")
+        method = prompt_method(self.method)
         self.text.validate()
         self.visual.validate()
         if self.class_token_position not in ("end", "middle", "front"):
             raise ConfigError(f"prompt.class_token_position must be end, middle or front, found {self.class_token_position!r}")
-        if self.method == "upt" and (self.text.length == 0 or self.visual.length == 0):
-            raise ConfigError("prompt.method=upt maps one prompt set to text and visual prompts: "
-                              f"prompt.text.length and prompt.visual.length must be > 0, found "
-                              f"{self.text.length} and {self.visual.length}")
+        method.check_config(self)
         if self.upt_width < 1 or self.upt_heads < 1 or self.upt_width % self.upt_heads:
             raise ConfigError(f"prompt.upt_width ({self.upt_width}) must be a positive multiple of prompt.upt_heads ({self.upt_heads})")
         if self.vqa_max_answers < 0:
@@ -101,10 +97,10 @@ class CLIPPromptConfig:
 
     @property
     def uses_text(self) -> bool:
-        """Whether the method learns a text context (and it is non-empty)."""
-        return self.method in ("coop", "upt") and self.text.length > 0
+        """Whether the method learns a text context (its declaration) and it is non-empty."""
+        return prompt_method(self.method).uses_text and self.text.length > 0
 
     @property
     def uses_visual(self) -> bool:
-        """Whether the method learns visual prompts (and they are non-empty)."""
-        return self.method in ("vpt", "upt") and self.visual.length > 0
+        """Whether the method learns visual prompts (its declaration) and they are non-empty."""
+        return prompt_method(self.method).uses_visual and self.visual.length > 0

@@ -28,22 +28,23 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mvlpt.core.errors import ConfigError
-from mvlpt.core.stages import Stage
+from mvlpt.core.runtime import freeze
+from mvlpt.core.stages import TRAINED_STAGES, Stage
 from mvlpt.core.task_model import Batch, StepOutput, TaskModel, count_trainable
 
-from .prompt_config import CLIPPromptConfig
-from .prompt_set import BackboneDims, Prompts, build_prompt_set
+from .class_texts import ClassTextBank, PromptedTexts, start_offset, tokenize
 from .feature_cache import autocast_state, weights_generation
+from .prompt_config import CLIPPromptConfig
+from .prompts import BackboneDims, Prompts, build_prompt_set
 from .scoring import ClassLayout, batch_loss, make_records, present_tasks, score_batch, task_metrics
 from .tasks import TaskInfo, check_tasks
-from .text_prompt import ClassTextBank, PromptedTexts, start_offset, tokenize
 from .text_tower import TextTower
 from .vision_tower import VisionTower
 from .vqa import pair_texts, vqa_template
 
 __all__ = ["CLIPTaskModel", "TaskInfo"]
 
-STAGES = ("teachers", "source", "target", "single")
+STAGES = TRAINED_STAGES
 #: rows of (question, answer) texts encoded at once when no gradient is needed
 EVAL_TEXT_CHUNK = 4096
 
@@ -76,9 +77,7 @@ class CLIPTaskModel(TaskModel):
         self.task_names = [t.name for t in self.tasks]
         self.cfg = prompt_cfg
         self.stage = stage
-        self.clip = clip_model
-        for p in self.clip.parameters():
-            p.requires_grad_(False)
+        self.clip = freeze(clip_model, eval_mode=False)  # kept in eval mode by frozen_modules
         self.tokenizer = tokenizer
         self.text_tower = TextTower(clip_model)
         self.vision_tower = VisionTower(clip_model)

@@ -5,7 +5,9 @@
 final LayerNorm and the projection. ``encode(embeddings, pool_index)`` is open_clip's
 ``encode_text`` from the embedding step on, for a sequence trimmed to any length ``n`` (the
 causal mask and positional embeddings are cut to ``n``); the feature is read at ``pool_index``
-(the end-of-text token).
+(the end-of-text token). ``encode_ids(ids)`` is the head's one trimmed text encoder: ``encode_text``
+of token ids cut after the last end-of-text token (prompted class texts, the zero-shot scorer and
+the tiny-CLIP pretraining all encode with it).
 """
 
 from __future__ import annotations
@@ -59,7 +61,6 @@ class TextTower:
             return
         self.pool_type = getattr(clip_model, "text_pool_type", None) or getattr(src, "pool_type", "argmax")
         self.eos_id = getattr(clip_model, "text_eos_id", None) or getattr(src, "eos_id", None)
-        self.attn_mask = getattr(clip_model, "attn_mask", None) if src is clip_model else getattr(src, "attn_mask", None)
         if getattr(src, "cls_emb", None) is not None:
             self.unsupported = "the text tower appends a class token (CoCa)"
         elif self.pool_type not in ("argmax", "eos"):
@@ -68,6 +69,12 @@ class TextTower:
             self.unsupported = "the text tower has no causal mask"
 
     # -- properties --------------------------------------------------------------------------
+    @property
+    def attn_mask(self) -> Tensor | None:
+        """The tower's causal mask, read from the model at each use (a buffer: moving the model
+        to another device replaces it)."""
+        return getattr(self.src, "attn_mask", None)
+
     def require_prompts(self, what: str) -> None:
         """Raise a clear error if learned text context cannot be inserted into this tower."""
         if self.unsupported:

@@ -1,9 +1,13 @@
-"""Zero-shot CLIP with hand-written templates: one template, or an ensemble.
+"""Zero-shot CLIP with hand-written templates: one template, or an ensemble — the head's one zero-shot scorer.
 
 An ensemble scores a class with the mean of its unit-norm text features over the templates,
-re-normalised (CLIP's prompt ensembling). VQA tasks use templates with a ``{question}`` slot
-(:mod:`.vqa`). It is a :class:`~mvlpt.core.task_model.TaskModel` without trainable
-parameters, so the Trainer's ``evaluate`` runs it like any prompted model.
+re-normalised (CLIP's prompt ensembling: :func:`ensemble_features`, :func:`class_text_features`);
+texts go through the one trimmed text encoder (:meth:`TextTower.encode_ids <.text_tower.TextTower.encode_ids>`).
+An image is predicted as the class of highest cosine similarity (:func:`zero_shot_predict`,
+:func:`zero_shot_accuracy`: tensors in, no task model needed; the tiny-CLIP pretraining scores with them).
+:class:`CLIPZeroShot` is the same scorer as a :class:`~mvlpt.core.task_model.TaskModel` without
+trainable parameters over a list of tasks (VQA tasks use templates with a ``{question}`` slot,
+:mod:`.vqa`), so the Trainer's ``evaluate`` runs it like any prompted model.
 """
 
 from __future__ import annotations
@@ -17,15 +21,72 @@ from torch import Tensor, nn
 from mvlpt.core.errors import ConfigError
 from mvlpt.core.task_model import Batch, StepOutput, TaskModel
 
+from .class_texts import tokenize
 from .scoring import ClassLayout, batch_loss, make_records, score_batch, task_metrics
 from .tasks import TaskInfo, check_tasks
-from .text_prompt import tokenize
 from .text_tower import TextTower
 from .vision_tower import VisionTower
 from .vqa import pair_texts
 
 #: texts encoded at once
 TEXT_CHUNK = 1024
+#: the generic zero-shot template
+TEMPLATE = "a photo of a {}."
+
+Tokenizer = Callable[..., Tensor]
+
+
+def context_length(clip_model: nn.Module, tokenizer: Tokenizer) -> int:
+    """The tokenizer's context length (else the model's)."""
+    return int(getattr(tokenizer, "context_length", None) or clip_model.context_length)
+
+
+@torch.no_grad()
+def encode_texts(clip_model: nn.Module, tokenizer: Tokenizer, texts: Sequence[str],
+                 tower: TextTower | None = None) -> Tensor:
+    """Unit-norm text features ``(N, e)`` (float32), :data:`TEXT_CHUNK` texts per text-tower call."""
+    tower = tower or TextTower(clip_model)
+    texts, dev, ctx = list(texts), clip_model.logit_scale.device, context_length(clip_model, tokenizer)
+    out = [tower.encode_ids(tokenize(tokenizer, texts[s:s + TEXT_CHUNK], ctx).to(dev))
+           for s in range(0, len(texts), TEXT_CHUNK)]
+    return F.normalize(torch.cat(out).float(), dim=-1)
+
+
+def ensemble_features(clip_model: nn.Module, tokenizer: Tokenizer, texts_per_template: Sequence[Sequence[str]],
+                      tower: TextTower | None = None) -> Tensor:
+    """``(N, e)``: the re-normalised mean over templates of each text's unit-norm features."""
+    tower = tower or TextTower(clip_model)
+    feats = torch.stack([encode_texts(clip_model, tokenizer, texts, tower) for texts in texts_per_template])  # (T, N, e)
+    return F.normalize(feats.mean(0), dim=-1)
+
+
+def class_text_features(clip_model: nn.Module, tokenizer: Tokenizer, class_names: Sequence[str],
+                        templates: Sequence[str] = (TEMPLATE,), tower: TextTower | None = None) -> Tensor:
+    """``(C, e)`` unit-norm class embeddings: the template ensemble of each class's prompts."""
+    return ensemble_features(clip_model, tokenizer, [[t.format(c) for c in class_names] for t in templates], tower)
+
+
+@torch.no_grad()
+def zero_shot_predict(clip_model: nn.Module, images: Tensor, text_features: Tensor, batch_size: int = 256) -> Tensor:
+    """Class predictions ``(N,)`` for normalised float images ``(N, 3, H, W)``: highest cosine similarity."""
+    device = clip_model.logit_scale.device
+    preds = []
+    for i in range(0, len(images), batch_size):
+        f = clip_model.encode_image(images[i:i + batch_size].to(device), normalize=True).float()
+        preds.append((f @ text_features.to(device).T).argmax(-1).cpu())
+    return torch.cat(preds) if preds else torch.empty(0, dtype=torch.long)
+
+
+def zero_shot_accuracy(clip_model: nn.Module, tokenizer: Tokenizer, images: Tensor, labels: Tensor,
+                       class_names: Sequence[str], templates: Sequence[str] = (TEMPLATE,)) -> float:
+    """Zero-shot accuracy (a fraction) on normalised float ``images`` with the given prompt templates
+    (run in eval mode; the model's mode is restored)."""
+    was_training = clip_model.training
+    clip_model.eval()
+    feats = class_text_features(clip_model, tokenizer, class_names, templates)
+    acc = float((zero_shot_predict(clip_model, images, feats) == labels.cpu()).float().mean())
+    clip_model.train(was_training)
+    return acc
 
 
 class CLIPZeroShot(TaskModel):
@@ -78,19 +139,8 @@ class CLIPZeroShot(TaskModel):
     def trainable_parameters_per_task(self) -> dict[str, int]:
         return {"per_task": 0, "shared": 0, "total": 0}
 
-    @torch.no_grad()
-    def _encode(self, texts: list[str]) -> Tensor:
-        dev = self.clip.logit_scale.device
-        out = [self.tower.encode_ids(tokenize(self.tokenizer, texts[s:s + TEXT_CHUNK], self._ctx()).to(dev))
-               for s in range(0, len(texts), TEXT_CHUNK)]
-        return F.normalize(torch.cat(out).float(), dim=-1)
-
-    def _ctx(self) -> int:
-        return int(getattr(self.tokenizer, "context_length", None) or self.clip.context_length)
-
     def _ensemble(self, texts_per_template: list[list[str]]) -> Tensor:
-        feats = torch.stack([self._encode(texts) for texts in texts_per_template])  # (T, N, e)
-        return F.normalize(feats.mean(0), dim=-1)
+        return ensemble_features(self.clip, self.tokenizer, texts_per_template, self.tower)
 
     def class_features(self, k: int) -> Tensor:
         """Unit-norm class text features ``(C, e)`` of task ``k`` (template ensemble), cached."""

@@ -218,13 +218,13 @@ def _dataclass_in(tp: Any) -> type | None:
     return None
 
 
-def _deep_merge(base: dict[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge (a new dict; the inputs are not changed): ``top`` wins; where both hold a
+    mapping under a key, the two merge key by key. The one merge of ``base:`` files, saved configs and
+    config sections (both heads)."""
     out = dict(base)
     for k, v in top.items():
-        if isinstance(v, Mapping) and isinstance(out.get(k), dict):
-            out[k] = _deep_merge(out[k], v)
-        else:
-            out[k] = v
+        out[k] = deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
     return out
 
 
@@ -267,7 +267,7 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
                           f"found a {type(data).__name__}")
     base = data.pop("base", None)
     if base:
-        data = _deep_merge(read_yaml(path.parent / base), data)
+        data = deep_merge(read_yaml(path.parent / base), data)
     return data
 
 
@@ -275,7 +275,7 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     """Load a YAML file (or ``data``) into dataclass ``cls`` with overrides applied."""
     raw: dict[str, Any] = dict(data or {})
     if path is not None:
-        raw = _deep_merge(raw, read_yaml(path))
+        raw = deep_merge(raw, read_yaml(path))
     raw = apply_overrides(raw, overrides, cls)
     try:
         return from_dict(cls, raw)

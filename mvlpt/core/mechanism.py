@@ -28,6 +28,7 @@ import torch
 from torch import Tensor, nn
 
 from .prompts import DecomposedPrompt, PromptModule
+from .runtime import freeze
 
 EPS = 1e-12
 
@@ -97,10 +98,7 @@ def snapshot(modules: Mapping[str, nn.Module]) -> dict[str, PromptModule]:
     out = {}
     for name, m in modules.items():
         if isinstance(m, PromptModule):
-            c = copy.deepcopy(m)
-            for p in c.parameters():
-                p.requires_grad_(False)
-            out[name] = c
+            out[name] = freeze(copy.deepcopy(m), eval_mode=False)
     return out
 
 

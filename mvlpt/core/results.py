@@ -1,11 +1,17 @@
-"""Readable results: rows of dicts as a markdown table and a CSV, and mean ± std summaries."""
+"""Readable results: rows of dicts as a markdown table and a CSV, and mean ± std summaries.
+
+The one home of results writing for both heads: :func:`write_table` (any rows → ``<stem>.md`` /
+``<stem>.csv``), :func:`per_task_rows` (``{"<task>/<metric>": v}`` → one row per task) and
+:func:`write_run_results` (a run's ``results.md`` / ``results.csv``). The CLIP sweep's summary files
+(``runs.csv``, mean ± std, paired differences, plot) are :func:`mvlpt.clip.pipeline.report.write_sweep_results`.
+"""
 
 from __future__ import annotations
 
 import csv
 import math
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 
 def _fmt(v: Any, digits: int) -> str:
@@ -42,6 +48,33 @@ def write_table(rows: Sequence[dict[str, Any]], stem: str | Path, columns: Seque
         for r in rows:
             w.writerow(r)
     return md_path, csv_path
+
+
+#: a run's results files: ``<run_dir>/results.md`` and ``results.csv``
+RESULTS = "results"
+
+
+def per_task_rows(metrics: Mapping[str, Any], names: Sequence[str], head: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    """``{"<task>/<metric>": v}`` → one row per task in ``names``: ``{"task", **head, <metric>: v, ...}``
+    (``head``: columns every row starts with, e.g. the split and step its numbers come from)."""
+    rows = []
+    for name in names:
+        row: dict[str, Any] = {"task": name, **(head or {})}
+        prefix = f"{name}/"
+        row.update({k[len(prefix):]: v for k, v in metrics.items() if k.startswith(prefix)})
+        rows.append(row)
+    return rows
+
+
+def write_run_results(run_dir: str | Path, rows: Sequence[dict[str, Any]], title: str | None = None,
+                      columns: Sequence[str] | None = None, notes: Sequence[str] = (),
+                      provenance: str | None = None) -> tuple[Path, Path]:
+    """A run's ``results.md`` / ``results.csv`` (:func:`write_table` of ``rows``); ``provenance`` goes under the
+    markdown table, then ``notes`` as a list. Returns both paths."""
+    md, csv_path = write_table(rows, Path(run_dir) / RESULTS, columns=columns, title=title, provenance=provenance)
+    if notes:
+        md.write_text(md.read_text() + "\n" + "".join(f"- {n}\n" for n in notes))
+    return md, csv_path
 
 
 def mean_std(values: Iterable[float]) -> tuple[float, float]:

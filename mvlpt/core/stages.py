@@ -5,13 +5,16 @@
 * ``target``   — decomposed prompt initialised from the source (``P*`` + mean factors),
   training the task factors (optionally ``P*`` too).
 
-Heads build their prompt modules with :func:`build_stage_prompt`.
+Heads build their prompt modules with :func:`build_stage_prompt`. A source run is read once
+(:class:`SourceRuns`, one per command or model) and its tensors, not its path, are handed to each
+prompt module that starts from it.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Literal, Sequence
+from pathlib import Path
+from typing import Callable, Literal, Mapping, Sequence, get_args
 
 from torch import Tensor
 
@@ -20,7 +23,16 @@ from .errors import CheckpointError, ConfigError
 from .prompts import DecomposedPrompt, PromptModule, VanillaPrompt, build_prompt
 from .transfer import init_from_source, init_vanilla_from_source
 
-Stage = Literal["teachers", "source", "target", "single"]
+#: MPT's three stages, in order (the T5 head trains these)
+MPTStage = Literal["teachers", "source", "target"]
+#: every stage that trains prompts: MPT's three and the single-task baseline (the CLIP head trains these)
+Stage = Literal[MPTStage, "single"]
+MPT_STAGES: tuple[str, ...] = get_args(MPTStage)
+TRAINED_STAGES: tuple[str, ...] = get_args(Stage)
+#: stages whose tasks are the source tasks (the others run on the target)
+SOURCE_STAGES: tuple[str, ...] = ("teachers", "source")
+#: stages whose prompt is vanilla by default (``kind: auto``); the others are decomposed
+VANILLA_STAGES: tuple[str, ...] = ("teachers", "single")
 
 
 @dataclass
@@ -71,7 +83,7 @@ def resolve_prompt_config(cfg: PromptConfig, stage: Stage) -> PromptConfig:
     """Fill ``auto`` fields from the stage's defaults and check the combination."""
     kind = cfg.kind
     if kind == "auto":
-        kind = "vanilla" if stage in ("teachers", "single") else "decomposed"
+        kind = "vanilla" if stage in VANILLA_STAGES else "decomposed"
     init = cfg.init
     if init == "auto":
         init = "source" if stage == "target" else "random"
@@ -90,12 +102,35 @@ def resolve_prompt_config(cfg: PromptConfig, stage: Stage) -> PromptConfig:
     return out
 
 
+class SourceRuns:
+    """The prompt tensors of the source runs prompts start from, each run read once.
+
+    One instance per command (or per model built): every prompt module, and any other module a head
+    loads from the same run (UPT's mapping), gets the tensors from here instead of reading the path again.
+    """
+
+    def __init__(self) -> None:
+        self._tensors: dict[str, dict[str, Tensor]] = {}
+
+    def tensors(self, path: str | Path) -> dict[str, Tensor]:
+        """All prompt tensors of the run / checkpoint / safetensors file at ``path`` (read on first use)."""
+        key = str(path)
+        if key not in self._tensors:
+            self._tensors[key] = load_run_prompts(key)[0]
+        return self._tensors[key]
+
+    def for_config(self, cfg: PromptConfig) -> dict[str, Tensor] | None:
+        """The source tensors a *resolved* config starts from (``None`` unless ``init: source``)."""
+        return self.tensors(cfg.source_path) if cfg.init == "source" and cfg.source_path else None  # type: ignore[arg-type]
+
+
 def build_stage_prompt(
     cfg: PromptConfig,
     num_tasks: int,
     shape: Sequence[int],
     embed_text: Callable[[str], Tensor] | None = None,
     source_key: str = "",
+    source_tensors: Mapping[str, Tensor] | None = None,
 ) -> PromptModule:
     """Build a prompt module from a *resolved* :class:`PromptConfig`.
 
@@ -104,6 +139,8 @@ def build_stage_prompt(
         shape: ``(l, d)`` or ``(layers, l, d)`` (``l`` should equal ``cfg.length``).
         embed_text: head callback mapping text to token embeddings ``(n, d)`` (for ``init: text``).
         source_key: prefix of this module's tensors in the source checkpoint (e.g. ``"text_prompt."``).
+        source_tensors: the source run's prompt tensors, already read (:class:`SourceRuns`); ``None`` reads
+            ``cfg.source_path`` here (``init: source``). ``cfg.source_path`` still names the run in errors.
     """
     if cfg.kind == "auto" or cfg.init == "auto":
         raise ConfigError("resolve the prompt config with resolve_prompt_config(cfg, stage) first")
@@ -113,7 +150,9 @@ def build_stage_prompt(
             raise ConfigError("prompt.init=text is not supported by this head (no text embedder)")
         prompt.init_from_embeddings(embed_text(cfg.init_text))  # type: ignore[attr-defined]
     elif cfg.init == "source":
-        tensors, _ = load_run_prompts(cfg.source_path)  # type: ignore[arg-type]
+        if source_tensors is None:
+            source_tensors = load_run_prompts(cfg.source_path)[0]  # type: ignore[arg-type]
+        tensors = source_tensors
         sub = sub_state(tensors, source_key)
         if not sub:
             raise CheckpointError(

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
-import random
 import time
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, Dataset
@@ -25,50 +22,21 @@ from tqdm.auto import tqdm
 from . import checkpoint as ckpt
 from .config import to_dict
 from .distill import kl_distillation, mse_distillation
-from .distributed import DistInfo, all_reduce_mean, any_true, barrier, broadcast_object, gather_objects, init_distributed
+from .distributed import all_reduce_mean, any_true, barrier, broadcast_object, init_distributed
 from .errors import MVLPTError, NonFiniteLossError
+from .evaluation import evaluate as evaluate_model
 from . import health as health_checks
 from .mechanism import mechanism_stats, snapshot
 from .logging_utils import MetricsLogger
 from .optim import build_optimizer, build_scheduler
 from .run_dir import bind_run_dir, fingerprint
 from .run_lock import LOCK_FILE, RunLock
-from .sampling import MultiTaskBatchSampler, MultiTaskDataset, ShardedEvalSampler
+from .runtime import autocast, freeze, move_to, resolve_device, resolve_precision, seed_everything
+from .sampling import MultiTaskBatchSampler, MultiTaskDataset
 from .task_model import StepOutput, TaskModel
 from .train_config import TrainConfig
 
-
-def seed_everything(seed: int, deterministic: bool = False) -> None:
-    """Seed Python, NumPy and torch; optionally force deterministic kernels."""
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-        torch.backends.cudnn.benchmark = False
-
-
-def resolve_device(name: str, info: DistInfo) -> torch.device:
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda", info.local_rank)
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"train.device={name!r} but CUDA is not available on this machine; use 'auto' or 'cpu'")
-    return dev
-
-
-def move_to(obj: Any, device: torch.device, non_blocking: bool = True) -> Any:
-    """Move every tensor inside nested dicts/lists/tuples to ``device``."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=non_blocking)
-    if isinstance(obj, dict):
-        return {k: move_to(v, device, non_blocking) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(move_to(v, device, non_blocking) for v in obj)
-    return obj
+__all__ = ["Trainer"]
 
 
 class Trainer:
@@ -109,10 +77,7 @@ class Trainer:
         self.run_dir = Path(run_dir)
         self.ckpt_dir = self.run_dir / "checkpoints"
         self.model = model.to(self.device)
-        self.teacher = teacher.to(self.device).eval() if teacher is not None else None
-        if self.teacher is not None:
-            for p in self.teacher.parameters():
-                p.requires_grad_(False)
+        self.teacher = freeze(teacher.to(self.device)) if teacher is not None else None
         self.train_datasets = list(train_datasets)
         self.eval_datasets = list(eval_datasets) if eval_datasets is not None else None
         self.collate_fn = collate_fn
@@ -125,18 +90,12 @@ class Trainer:
         self.consumed = 0  # micro-batches drawn from the sampler (skipped ones included)
         self._consecutive_skips = 0
 
-        precision = cfg.precision
-        if precision == "auto":
-            precision = "bf16" if self.device.type == "cuda" else "fp32"
-        self.precision = precision
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=precision == "fp16")
+        self.precision = resolve_precision(cfg.precision, self.device)
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.precision == "fp16")
 
     # ------------------------------------------------------------------ helpers
     def _autocast(self):
-        if self.precision == "fp32":
-            return contextlib.nullcontext()
-        dtype = torch.bfloat16 if self.precision == "bf16" else torch.float16
-        return torch.autocast(device_type=self.device.type, dtype=dtype)
+        return autocast(self.precision, self.device)
 
     def trainable_parameters(self) -> list[torch.nn.Parameter]:
         return [p for p in self.model.parameters() if p.requires_grad]
@@ -297,30 +256,15 @@ class Trainer:
         return out
 
     # ------------------------------------------------------------------ evaluation
-    @torch.no_grad()
     def evaluate(self, datasets: Sequence[Dataset] | None = None, model: TaskModel | None = None) -> dict[str, float]:
-        """Evaluate on one dataset per task; records are gathered over ranks (each example once).
+        """Evaluate on one dataset per task (default: the evaluation sets); records are gathered over ranks
+        (each example once), see :func:`mvlpt.core.evaluation.evaluate`. Never draws training data.
         ``model``: another task model to evaluate with this loop's settings (e.g. a zero-shot baseline)."""
         datasets = list(datasets) if datasets is not None else self.eval_datasets
         if not datasets:
             return {}
-        model = self.model if model is None else model.to(self.device)
-        was_training = model.training
-        model.eval()
-        ds = MultiTaskDataset(datasets, seed=self.cfg.seed)
-        sampler = ShardedEvalSampler(ds.sizes, self.info.rank, self.info.world_size)
-        loader = DataLoader(ds, sampler=sampler, batch_size=self.cfg.eval_batch_size or self.cfg.batch_size,
-                            collate_fn=self.collate_fn, num_workers=self.cfg.num_workers)
-        records: list[dict[str, Any]] = []
-        bar = tqdm(loader, desc="eval", leave=False, disable=not (self.cfg.progress and self.info.is_main))
-        for batch in bar:
-            with self._autocast():
-                records.extend(model.predict(move_to(batch, self.device)))
-        all_records = [r for part in gather_objects(records, self.info) for r in part]
-        metrics = model.compute_metrics(all_records) if self.info.is_main else {}
-        metrics = broadcast_object(metrics, self.info)
-        model.train(was_training)
-        return metrics
+        return evaluate_model(self.model if model is None else model, datasets, self.collate_fn, self.cfg,
+                              info=self.info, device=self.device, precision=self.precision)
 
     def evaluate_selected(self, fit_result: dict[str, Any], datasets: Sequence[Dataset],
                           split: str = "test") -> dict[str, Any]:

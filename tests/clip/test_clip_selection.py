@@ -216,7 +216,7 @@ def test_fewshot_table_states_split_and_selection(tmp_path, monkeypatch):
     assert (coop["split"], coop["selected_on"], coop["best_step"]) == ("test", "val", "3")
     assert sweep.split_note([{"method": "A", "selected_on": "last step", "split": "test"}]) == \
         " — reported on test; trained prompts: last training step"
-    assert "split" in report.write_results(out["rows"], tmp_path / "again", [1])["runs_csv"].read_text()
+    assert "split" in report.write_sweep_results(out["rows"], tmp_path / "again", [1])["runs_csv"].read_text()
 
 
 # ------------------------------------------------------------------ epochs → steps (Dassl / CoOp)

@@ -95,7 +95,7 @@ def test_sweep_table_shows_the_k_used_and_the_images_scored(tmp_path):
             "test": {"size": 40, "unreadable": 2, "files": [], "scored": 38}}}}))
         rows.append({"method": "CoOp", "stage": "single", "prompt": "coop", "shots": k, "seed": 1, "accuracy": 50.0,
                      "split": "test", "run_dir": str(run)})
-    paths = report.write_results(rows, tmp_path / "out", [32, 64], title="pets")
+    paths = report.write_sweep_results(rows, tmp_path / "out", [32, 64], title="pets")
     md = Path(paths["table_md"]).read_text()
     head = md.splitlines()[2]
     assert "K=24 (of 32)" in head and "K=24 (of 64)" in head and "images (n)" in head and "unreadable" in head

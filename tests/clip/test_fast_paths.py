@@ -15,7 +15,7 @@ import torch
 from clip_helpers import make_batch
 from sync_counter import SyncCounter
 
-from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, TaskInfo, create_backbone_from_dict, tiny_clip_config
+from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, TaskInfo, create_backbone, tiny_clip_config
 from mvlpt.clip import feature_cache, scoring
 from mvlpt.core import prompts as core_prompts
 from mvlpt.core.stages import PromptConfig
@@ -70,7 +70,7 @@ def _conv_calls(model) -> list[int]:
 
 def test_teacher_reuses_the_students_image_features_without_the_pixel_cache(monkeypatch):
     monkeypatch.setattr(feature_cache.FeatureCache, "usable", staticmethod(lambda visual, images: False))  # as on a GPU
-    model, tok, _ = create_backbone_from_dict(tiny_clip_config(), seed=0)
+    model, tok, _, _ = create_backbone(tiny_clip_config(), seed=0)
     torch.manual_seed(1)
     teacher = CLIPTaskModel(model, tok, TASKS, pc("coop"), "teachers").eval()
     student = CLIPTaskModel(model, tok, TASKS, pc("coop"), "source").train()
@@ -104,7 +104,7 @@ def test_teacher_reuses_the_students_image_features_without_the_pixel_cache(monk
 
 
 def test_frozen_class_text_features_follow_weight_changes():
-    model, tok, _ = create_backbone_from_dict(tiny_clip_config(), seed=0)
+    model, tok, _, _ = create_backbone(tiny_clip_config(), seed=0)
     m = CLIPTaskModel(model, tok, TASKS, pc("vpt"), "source").train()
     batch = make_batch(*BATCH, seed=6)
     calls: list[int] = []

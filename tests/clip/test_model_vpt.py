@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, TaskInfo, create_backbone_from_dict, tiny_clip_config
+from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, TaskInfo, create_backbone, tiny_clip_config
 from mvlpt.clip.vision_tower import VisionTower
 from mvlpt.core.errors import ConfigError, ShapeMismatchError
 from mvlpt.core.stages import PromptConfig
@@ -118,7 +118,7 @@ def test_gradients_only_on_prompt_parameters(backbone, method, stage, tmp_path):
 def test_non_vit_image_tower_refuses_visual_prompts():
     cfg = tiny_clip_config()
     cfg["vision_cfg"] = {"layers": [1, 1, 1, 1], "width": 8, "image_size": 32}
-    model, tok, _ = create_backbone_from_dict(cfg, seed=0)
+    model, tok, _, _ = create_backbone(cfg, seed=0)
     with pytest.raises(ConfigError, match="ViT image tower.*ModifiedResNet"):
         CLIPTaskModel(model, tok, TASKS, vpt(2), "single")
     with pytest.raises(ConfigError, match="ViT"):

@@ -16,7 +16,8 @@ from clip_helpers import make_batch, tiny_run
 
 from mvlpt.clip import CLIPPromptConfig, CLIPTaskModel, TaskInfo
 from mvlpt.clip import cli
-from mvlpt.clip.pipeline import config_for_stage, load_backbone, load_run_config, run_stage
+from mvlpt.clip.backbone import create_backbone
+from mvlpt.clip.pipeline import config_for_stage, load_run_config, run_stage
 from mvlpt.clip.pipeline.run_config import CLIPRunConfig, MethodSpec
 from mvlpt.clip.pipeline.stages import PREPARE
 from mvlpt.clip.scoring import ClassLayout, batch_loss
@@ -252,7 +253,7 @@ def test_target_starts_from_the_shared_prompt_and_trains_all_of_it(experiment):
     path, runs = experiment
     cfg = load_run_config(path)
     tcfg = config_for_stage(cfg, "target", {"source_mode": "mvlpt", "target": {"shots": 1}})
-    bb = load_backbone(tcfg.backbone)
+    bb = create_backbone(tcfg.backbone)
     prepared, teacher = PREPARE["target"](tcfg, bb, [])
     assert teacher is None
     info = [TaskInfo("digits", "classification", [str(i) for i in range(10)])]

@@ -75,7 +75,7 @@ def test_report_table_and_plot(tmp_path):
     table = report.pivot(summary, [1, 4])
     assert table[0] == {"method": "ZS", "K=1": "50.0", "K=4": "50.0"}
     assert table[1]["K=1"] == "53.5 ± 0.7"
-    paths = report.write_results(rows, tmp_path, [1, 4], title="t")
+    paths = report.write_sweep_results(rows, tmp_path, [1, 4], title="t")
     assert "| CoOp |" in paths["table_md"].read_text()
     assert paths["plot"].stat().st_size > 1000 and paths["plot"].read_bytes()[:4] == b"\x89PNG"
     with paths["runs_csv"].open() as f:

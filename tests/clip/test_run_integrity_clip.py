@@ -11,7 +11,7 @@ import pytest
 
 from clip_helpers import tiny_run
 from mvlpt.clip.pipeline import config_for_stage, load_run_config, run_stage, sweep
-from mvlpt.clip.pipeline.backbones import load_backbone
+from mvlpt.clip.backbone import create_backbone
 from mvlpt.clip.pipeline.stages import StageResult
 from mvlpt.core.logging_utils import read_metrics
 from mvlpt.core.run_dir import RunConfigMismatchError
@@ -29,7 +29,7 @@ def _cfg(root: Path, *overrides: str):
 
 def test_changed_lr_on_a_finished_run_refuses_and_fresh_retrains(tmp_path, capsys):
     cfg = _cfg(tmp_path)
-    bb = load_backbone(cfg.backbone)
+    bb = create_backbone(cfg.backbone)
     first = run_stage(cfg, bb)
     run = first.run_dir
     saved = (run / "config.json").read_text()

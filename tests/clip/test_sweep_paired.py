@@ -120,7 +120,7 @@ def test_write_results_pairs_from_rows_and_counts_unpaired():
 
 def test_no_pairs_keeps_the_single_panel_report(tmp_path):
     rows = [{"method": "CoOp", "stage": "single", "prompt": "coop", "shots": 1, "seed": s, "accuracy": 50.0} for s in (1, 2)]
-    paths = report.write_results(rows, tmp_path, [1], title="t")
+    paths = report.write_sweep_results(rows, tmp_path, [1], title="t")
     assert "Paired" not in paths["table_md"].read_text()
     assert paths["paired_csv"].read_text().startswith("treatment,baseline,shots")
 

@@ -92,7 +92,7 @@ def test_transforms_shapes_grey_and_augmentation():
 
 def test_preprocess_from_open_clip_without_download():
     p = preprocess_cfg(model_name="ViT-B-32")
-    assert p.image_size == 224 and p.interpolation == "bicubic" and p.mean[0] == pytest.approx(0.48145466)
+    assert p.size == 224 and p.interpolation == "bicubic" and p.mean[0] == pytest.approx(0.48145466)
     s = preprocess_cfg(model_name="ViT-B-16-SigLIP", pretrained="webli")
     assert s.mean == (0.5, 0.5, 0.5) and s.resize_mode == "squash"
 
@@ -103,7 +103,7 @@ def test_preprocess_from_open_clip_without_download():
         visual = Visual()
 
     p = preprocess_cfg(Model())
-    assert (p.image_size, p.mean, p.interpolation) == (64, (0.1, 0.2, 0.3), "bilinear")
+    assert (p.size, p.mean, p.interpolation) == (64, (0.1, 0.2, 0.3), "bilinear")
     _, ev = transforms_for_model(Model(), train_augment=False)
     assert ev(Image.new("RGB", (80, 70))).shape == (3, 64, 64)
 

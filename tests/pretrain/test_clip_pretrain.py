@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from mvlpt.clip import pretrain
-from mvlpt.clip import pretrain_data as pd
-from mvlpt.clip.weights import build_clip, load_tiny_clip, make_tokenizer
+from mvlpt.clip.backbone import create_backbone
+from mvlpt.clip.pretrain import data as pd
+from mvlpt.clip.text_tower import TextTower
+from mvlpt.clip.zeroshot import zero_shot_accuracy
 from mvlpt.core.config import load_config
 from mvlpt.core.errors import ConfigError
 
@@ -44,9 +46,11 @@ def data_root(tmp_path_factory) -> Path:
 
 def test_trimmed_text_encoding_matches_open_clip():
     torch.manual_seed(0)
-    clip = build_clip(load_config(pretrain.ClipPretrainConfig, CONFIG, [TINY_MODEL]).model).eval()
-    tokens = make_tokenizer(32)(["a photo of a seven.", "here is a handwritten digit seven, drawn in black ink."])
-    torch.testing.assert_close(pretrain.encode_text_trimmed(clip, tokens), clip.encode_text(tokens, normalize=True))
+    clip, tokenizer = pretrain.trainable_clip(load_config(pretrain.ClipPretrainConfig, CONFIG, [TINY_MODEL]).model)
+    clip.eval()
+    tokens = tokenizer(["a photo of a seven.", "here is a handwritten digit seven, drawn in black ink."])
+    trimmed = torch.nn.functional.normalize(TextTower(clip).encode_ids(tokens), dim=-1)  # what the pretraining step encodes
+    torch.testing.assert_close(trimmed, clip.encode_text(tokens, normalize=True))
 
 
 def test_config_refuses_targets_in_pretraining_and_unknown_keys():
@@ -81,12 +85,10 @@ def test_pretrain_command_lowers_loss_and_exports(data_root: Path, tmp_path: Pat
     meta = json.loads((export / "metadata.json").read_text())
     assert meta["steps"] == 60 and meta["zero_shot"]["test_split"]["shapes"]["role"] == "target"
     assert set(meta["zero_shot"]["fixed_samples"]) == {"sklearn_digits_300", "easy_vqa_shapes_300"}
-    model, tokenizer, preprocess = load_tiny_clip(export)
+    model, tokenizer, preprocess, _ = create_backbone(export)
     assert not model.training and tokenizer.context_length == 32
     # the exported fp16 weights reproduce the recorded accuracy
     imgs, labels, names = pd.sklearn_digits_sample(300, 16)
-    from mvlpt.clip.weights import zero_shot_accuracy
-
     acc = zero_shot_accuracy(model, tokenizer, pd.normalize(imgs), labels, names, [pretrain.ZS_TEMPLATE])
     assert acc == pytest.approx(meta["zero_shot"]["fixed_samples"]["sklearn_digits_300"], abs=1e-6)
 

@@ -14,7 +14,7 @@ from mvlpt.core.checkpoint import load_tensors
 from mvlpt.core.config import load_config
 from mvlpt.core.errors import ConfigError
 from text_mpt import pretrain
-from text_mpt.span_corruption import random_spans_noise_mask, span_corrupt
+from text_mpt.pretrain.span_corruption import random_spans_noise_mask, span_corrupt
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "pretrain" / "tiny_t5.yaml"

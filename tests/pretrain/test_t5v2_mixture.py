@@ -11,7 +11,7 @@ import pytest
 from mvlpt.core.config import load_config
 from mvlpt.core.errors import ConfigError
 from text_mpt import pretrain
-from text_mpt.pretrain_data import (ALLOWED_SUPERVISED, TARGET_DIRS, TARGET_TASKS, SupervisedDataset, is_target_file,
+from text_mpt.pretrain.data import (ALLOWED_SUPERVISED, TARGET_DIRS, TARGET_TASKS, SupervisedDataset, is_target_file,
                                     read_supervised, read_texts, record_text, target_strings)
 
 ROOT = Path(__file__).resolve().parents[2]

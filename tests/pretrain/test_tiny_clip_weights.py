@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mvlpt.clip import pretrain_data as pd
-from mvlpt.clip.weights import (METADATA_FILE, TINY_CLIP, WEIGHTS_FILE, load_tiny_clip, read_metadata, weights_dir,
-                                zero_shot_accuracy)
+from mvlpt.clip.backbone import METADATA_FILE, TINY_CLIP, WEIGHTS_FILE, create_backbone, weights_dir
+from mvlpt.clip.pretrain import data as pd
+from mvlpt.clip.pretrain import read_metadata
+from mvlpt.clip.zeroshot import zero_shot_accuracy
 from mvlpt.core.checkpoint import load_tensors
 
 TEMPLATE = "a photo of a {}."
@@ -15,7 +16,8 @@ TEMPLATE = "a photo of a {}."
 
 @pytest.fixture(scope="module")
 def shipped():
-    return load_tiny_clip()
+    model, tokenizer, preprocess, _ = create_backbone(TINY_CLIP)
+    return model, tokenizer, preprocess.eval_transform()
 
 
 def test_shipped_files_are_fp16_and_small():

@@ -11,7 +11,7 @@ import torch
 from mvlpt.core.checkpoint import load_tensors
 from text_mpt import pretrain
 
-WEIGHTS = Path(pretrain.__file__).resolve().parent / "weights" / "tiny-t5"
+WEIGHTS = pretrain.PACKAGE_DIR
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +48,7 @@ def test_reproduces_recorded_span_corruption_loss(shipped):
 
 
 def test_metadata_records_a_mixture_without_target_tasks():
-    from text_mpt.pretrain_data import ALLOWED_SUPERVISED, TARGET_DIRS, is_target_file
+    from text_mpt.pretrain.data import ALLOWED_SUPERVISED, TARGET_DIRS, is_target_file
 
     meta = json.loads((WEIGHTS / "metadata.json").read_text())
     mix = meta["mixture"]
@@ -69,7 +69,7 @@ def test_shipped_model_reproduces_its_recorded_rank_accuracy(shipped, shared_dat
     fp16 weights matches the ``<task>/rank_acc`` recorded at the end of training (within one row or so, fp16)."""
     import random
 
-    from text_mpt.pretrain_data import read_supervised, target_strings
+    from text_mpt.pretrain.data import read_supervised, target_strings
 
     model, tok = shipped
     meta = json.loads((WEIGHTS / "metadata.json").read_text())

@@ -36,7 +36,7 @@ def test_byte_ids_into_the_sentencepiece_model_are_refused():
 
 
 def test_another_tokenizer_than_the_models_own_is_refused(tmp_path: Path):
-    from text_mpt.pretrain_data import train_tokenizer
+    from text_mpt.pretrain.data import train_tokenizer
 
     texts = [f"the cat {i} sat on the mat near the dog number {i}" for i in range(300)]
     train_tokenizer(texts, tmp_path / "other", vocab_size=60, extra_ids=4)

@@ -140,8 +140,8 @@ def _rte(root: Path) -> Path:
 
 
 def test_mvlpt_data_is_honoured_by_both_heads(tmp_path, monkeypatch):
-    from mvlpt.clip import pretrain_data as clip_pretrain_data
-    from text_mpt import pretrain_data as t5_pretrain_data
+    from mvlpt.clip.pretrain import data as clip_pretrain_data
+    from text_mpt.pretrain import data as t5_pretrain_data
 
     data = _rte(tmp_path / "data")
     monkeypatch.delenv("MVLPT_SHARED_DATA", raising=False)

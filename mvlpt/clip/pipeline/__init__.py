@@ -9,10 +9,10 @@ from typing import Any
 # names → their module, imported on first use: ``mvlpt.clip.pipeline.run_config`` (what the CLI's config
 # checks need) then loads without open_clip, datasets_vl and the stage runners
 _EXPORTS = {
-    "Backbone": "backbones", "BackbonePool": "backbones", "load_backbone": "backbones",
+    "Backbone": "backbones", "BackbonePool": "backbones",
     "ensure_backbone": "experiment", "run_experiment": "experiment", "run_sources": "experiment",
     "Predictor": "predict",
-    "plot_results": "report", "summarize": "report", "write_results": "report",
+    "plot_results": "report", "summarize": "report", "write_sweep_results": "report",
     "CLIPRunConfig": "run_config", "DataConfig": "run_config", "MethodSpec": "run_config", "SweepConfig": "run_config",
     "TaskEntry": "run_config", "config_for_stage": "run_config", "config_from_run": "run_config",
     "load_run_config": "run_config",
@@ -32,7 +32,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "Backbone", "BackbonePool", "CLIPRunConfig", "DataConfig", "MethodSpec", "Predictor", "StageResult",
     "SweepConfig", "TaskEntry", "config_for_stage", "config_from_run", "ensure_backbone", "evaluate_trained",
-    "load_backbone", "load_run_config", "load_trained", "plot_results", "run_experiment", "run_fewshot",
+    "load_run_config", "load_trained", "plot_results", "run_experiment", "run_fewshot",
     "run_single", "run_source", "run_sources", "run_stage", "run_target", "run_teachers", "run_training",
-    "run_zeroshot", "summarize", "write_results",
+    "run_zeroshot", "summarize", "write_sweep_results",
 ]

@@ -1,35 +1,11 @@
-"""Loading the frozen CLIP once and sharing it between the runs of a sweep."""
+"""Sharing one frozen CLIP between the runs of a sweep (built by :func:`mvlpt.clip.backbone.create_backbone`)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Any, Callable
 
-from torch import nn
-
-from mvlpt.clip.backbone import BackboneConfig, create_backbone
+from mvlpt.clip.backbone import Backbone, BackboneConfig, create_backbone
 from mvlpt.core.config import to_dict
-
-from .data import Preprocess
-
-
-@dataclass
-class Backbone:
-    """A loaded CLIP: model, tokenizer and its image preprocessing."""
-
-    model: nn.Module
-    tokenizer: Callable[..., Any]
-    preprocess: Preprocess
-    config: BackboneConfig
-
-
-def load_backbone(cfg: BackboneConfig) -> Backbone:
-    """Build the backbone of ``cfg`` (see :func:`mvlpt.clip.backbone.create_backbone`)."""
-    model, tokenizer, pre = create_backbone(cfg)
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return Backbone(model, tokenizer, Preprocess.from_any(pre), cfg)
 
 
 class BackbonePool:
@@ -41,5 +17,5 @@ class BackbonePool:
     def get(self, cfg: BackboneConfig) -> Backbone:
         key = json.dumps(to_dict(cfg), sort_keys=True, default=str)
         if key not in self._loaded:
-            self._loaded[key] = load_backbone(cfg)
+            self._loaded[key] = create_backbone(cfg)
         return self._loaded[key]

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from mvlpt.clip.prompts import prompt_shape_keys
 from mvlpt.core.checkpoint import CONFIG_FILE, read_json, resolve_prompts_file
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import CheckpointError
@@ -14,9 +15,6 @@ from .run_config import CLIPRunConfig, config_from_run
 
 #: backbone fields that change the model (cache dirs and precision do not)
 BACKBONE_KEYS = ("name", "pretrained", "model_config", "checkpoint")
-#: prompt fields that change the shapes of the saved prompt tensors
-PROMPT_KEYS = ("method", "text.length", "text.rank", "visual.length", "visual.rank", "vpt_deep", "upt_width",
-               "class_specific_context")
 
 
 def _get(d: Any, dotted: str) -> Any:
@@ -54,8 +52,9 @@ def check_compatible(found: CLIPRunConfig, expected: CLIPRunConfig, what: str, p
             + ", ".join(f"{k}={eb.get(k)!r}" for k in diff) + "; found "
             + ", ".join(f"{k}={fb.get(k)!r}" for k in diff)
             + ". Use the same backbone settings as that run, or train a new one for this backbone.")
+    # the prompt fields that change the saved tensors' shapes: ``method`` and each registered method's shape_keys
     fp, ep = to_dict(found.prompt), to_dict(expected.prompt)
-    diff = [k for k in PROMPT_KEYS if _get(ep, k) is not None and _get(fp, k) != _get(ep, k)]
+    diff = [k for k in prompt_shape_keys() if _get(ep, k) is not None and _get(fp, k) != _get(ep, k)]
     if diff:
         raise CheckpointError(
             f"{what} {path} has another prompt shape: expected "

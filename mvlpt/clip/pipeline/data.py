@@ -1,5 +1,6 @@
 """A run's tasks as datasets: ``datasets_vl`` tasks with few-shot sampling, base/new class
-subsets, validation sets for model selection, size caps and CLIP transforms matching the backbone.
+subsets, validation sets for model selection, size caps and CLIP transforms matching the backbone
+(its :class:`datasets_vl.Preprocess` record).
 
 Validation sets (see :class:`~mvlpt.clip.pipeline.run_config.DataConfig`): built only when the run
 selects a checkpoint (:func:`selects_on_val`), from the task's own ``val`` split or a seeded
@@ -18,38 +19,15 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any
 
 from torch.utils.data import Dataset
 
-from datasets_vl import (VLSubset, VLTask, apply_few_shot, base_new_tasks, build_transforms, load_manifest, load_task,
+from datasets_vl import (Preprocess, VLSubset, VLTask, apply_few_shot, base_new_tasks, load_manifest, load_task,
                          sample_few_shot, save_manifest, take_rows)
 from mvlpt.core.errors import ConfigError, DataError
 
 from .run_config import SOURCE_STAGES, CLIPRunConfig, TaskEntry, slug
-
-
-@dataclass
-class Preprocess:
-    """CLIP image preprocessing settings (from the backbone)."""
-
-    size: int = 224
-    mean: tuple[float, ...] = (0.48145466, 0.4578275, 0.40821073)
-    std: tuple[float, ...] = (0.26862954, 0.26130258, 0.27577711)
-    interpolation: str = "bicubic"
-    resize_mode: str = "shortest"
-
-    @classmethod
-    def from_any(cls, p: Any) -> "Preprocess":
-        """From open_clip's preprocess dict / ``PreprocessCfg`` / an object with those attributes."""
-        if p is None:
-            return cls()
-        get = p.get if isinstance(p, Mapping) else (lambda k, d=None: getattr(p, k, d))
-        size = get("size", None) or get("image_size", None) or 224
-        size = size[0] if isinstance(size, (tuple, list)) else size
-        d = cls()
-        return cls(int(size), tuple(get("mean", None) or d.mean), tuple(get("std", None) or d.std),
-                   str(get("interpolation", None) or d.interpolation), str(get("resize_mode", None) or d.resize_mode))
 
 
 @dataclass
@@ -166,8 +144,7 @@ def load_entry(entry: TaskEntry, cfg: CLIPRunConfig, pre: Preprocess, run_dir: P
     """Load one task: transforms → base/new subset → K-shot sampling (manifest in ``run_dir/splits``)
     → validation set (when the run selects on one, :func:`selects_on_val`) → caps."""
     hflip = cfg.data.hflip if entry.hflip is None else entry.hflip
-    train_tf, eval_tf = build_transforms(pre.size, pre.mean, pre.std, pre.interpolation, cfg.data.train_augment,
-                                         resize_mode=pre.resize_mode, crop_scale=tuple(cfg.data.crop_scale), hflip=hflip)
+    train_tf, eval_tf = pre.transforms(cfg.data.train_augment, crop_scale=tuple(cfg.data.crop_scale), hflip=hflip)
     task = load_task(entry.dataset, eval_tf, train_tf, root=cfg.data.root)
     if entry.classes != "all":
         base, new = base_new_tasks(task)

@@ -23,7 +23,7 @@ from .sweep import run_fewshot
 def ensure_backbone(cfg: CLIPRunConfig, log: Any = print) -> CLIPRunConfig:
     """``tiny-clip`` without its shipped weights (not exported yet) → a seeded random tiny CLIP,
     with a notice; any other backbone is returned unchanged."""
-    from mvlpt.clip.weights import WEIGHTS_FILE, weights_dir
+    from mvlpt.clip.backbone import WEIGHTS_FILE, weights_dir
 
     bb = cfg.backbone
     if bb.name != TINY_CLIP or bb.model_config or bb.checkpoint or (weights_dir(TINY_CLIP) / WEIGHTS_FILE).is_file():

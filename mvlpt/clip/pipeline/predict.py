@@ -15,17 +15,14 @@ from typing import Any, Sequence
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from datasets_vl import build_transforms, decode_image
+from datasets_vl import decode_image
+from mvlpt.clip.backbone import Backbone, create_backbone
 from mvlpt.clip.zeroshot import CLIPZeroShot
-from mvlpt.core.checkpoint import CONFIG_FILE, read_json
 from mvlpt.core.errors import ConfigError, DataError, TaskIdError
-from mvlpt.core.trainer import move_to, resolve_device
+from mvlpt.core.runtime import move_to, resolve_device
 from mvlpt.core.distributed import DistInfo
 
-from .backbones import Backbone, load_backbone
-from .compat import read_run_config
-from .run_config import config_from_run
-from .stages import load_trained, task_infos
+from .stages import load_trained, read_run, task_infos
 
 
 class Predictor:
@@ -43,30 +40,23 @@ class Predictor:
         self.model = model.to(self.device).eval()
         self.infos = infos
         self.backbone = backbone
-        pre = backbone.preprocess
-        _, self.transform = build_transforms(pre.size, pre.mean, pre.std, pre.interpolation, train_augment=False,
-                                             resize_mode=pre.resize_mode)
+        self.transform = backbone.preprocess.eval_transform()
 
     @classmethod
     def from_run(cls, run_dir: str | Path, device: str = "auto", backbone: Backbone | None = None) -> "Predictor":
         """Load the backbone and prompts named by ``run_dir/config.json`` (best checkpoint, else the latest;
-        a zero-shot run has no prompts)."""
-        saved = Path(run_dir) / CONFIG_FILE
-        if saved.is_file() and read_json(saved).get("stage") == "zeroshot":
-            cfg = config_from_run(read_json(saved), f"run {run_dir}")
-        else:
-            cfg, _ = read_run_config(run_dir, "run")
-        if cfg is None:
-            raise ConfigError(f"{run_dir}: no config.json; give a run directory written by `mvlpt`")
+        a zero-shot run has no prompts). The run's config is read once and passed down."""
+        run = read_run(run_dir, "run", zeroshot=True)
+        cfg = run.cfg
         if not cfg.resolved_tasks:
             raise ConfigError(f"{run_dir}: its config.json lists no tasks (resolved_tasks); was it written by `mvlpt`?")
         if cfg.stage == "zeroshot":
-            bb = backbone or load_backbone(cfg.backbone)
+            bb = backbone or create_backbone(cfg.backbone)
             key = "ensemble_templates" if cfg.zeroshot_ensemble else "templates"
             model = CLIPZeroShot(bb.model, bb.tokenizer, task_infos(cfg.resolved_tasks),
                                  [i[key] for i in cfg.resolved_tasks])
         else:
-            cfg, model, bb = load_trained(run_dir, backbone)
+            cfg, model, bb = load_trained(run, backbone)
         return cls(model, cfg.resolved_tasks, bb, device)
 
     @property

@@ -212,7 +212,7 @@ def backbone_problems(bb: BackboneConfig, notes: list[str]) -> list[str]:
     downloaded) unless downloads are off (``HF_HUB_OFFLINE``), then a problem."""
     out: list[str] = []
     if bb.name == TINY_CLIP and bb.model_config is None:
-        from mvlpt.clip.weights import WEIGHTS_FILE, weights_dir
+        from mvlpt.clip.backbone import WEIGHTS_FILE, weights_dir
 
         root = Path(bb.checkpoint) if bb.checkpoint and Path(bb.checkpoint).is_dir() else weights_dir(TINY_CLIP)
         weights = Path(bb.checkpoint) if bb.checkpoint and not Path(bb.checkpoint).is_dir() else root / WEIGHTS_FILE

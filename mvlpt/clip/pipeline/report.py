@@ -213,10 +213,12 @@ def write_paired_csv(paired: Sequence[dict[str, Any]], path: str | Path) -> Path
     return path
 
 
-def write_results(rows: Sequence[dict[str, Any]], out_dir: str | Path, shots: Sequence[int],
-                  metric: str = "accuracy", title: str = "", note: str = "",
-                  pairs: Sequence[tuple[str, str]] | None = None, provenance: str | None = None) -> dict[str, Path]:
-    """Write ``runs.csv`` (one line per run, with the ``split`` its metric is on and, for trained
+def write_sweep_results(rows: Sequence[dict[str, Any]], out_dir: str | Path, shots: Sequence[int],
+                        metric: str = "accuracy", title: str = "", note: str = "",
+                        pairs: Sequence[tuple[str, str]] | None = None, provenance: str | None = None) -> dict[str, Path]:
+    """A sweep's summary files (one run's own ``results.md`` is :func:`mvlpt.core.results.write_run_results`).
+
+    Write ``runs.csv`` (one line per run, with the ``split`` its metric is on and, for trained
     runs, ``selected_on`` = ``val`` / ``last step`` and ``best_step``), ``results.md``/``results.csv``
     (mean ± std table with ``n`` = runs per cell; ``note`` — e.g. the reported split and how
     checkpoints were selected — is appended to the markdown title; then, in ``results.md``, the

@@ -12,17 +12,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence, get_args
 
 from mvlpt.clip.backbone import BackboneConfig
 from mvlpt.clip.prompt_config import CLIPPromptConfig
-from mvlpt.core.config import ConfigError, apply_overrides, from_dict, load_config, read_yaml, to_dict
+from mvlpt.clip.prompts import prompt_method
+from mvlpt.core.config import ConfigError, apply_overrides, deep_merge, from_dict, load_config, read_yaml, to_dict
+from mvlpt.core.stages import SOURCE_STAGES, Stage as TrainedStage
 from mvlpt.core.train_config import TrainConfig
 
-Stage = Literal["teachers", "source", "target", "single", "zeroshot"]
-STAGES: tuple[str, ...] = ("teachers", "source", "target", "single", "zeroshot")
-#: stages whose tasks are the source tasks (the others run on the target)
-SOURCE_STAGES = ("teachers", "source")
+#: the core's trained stages (:data:`mvlpt.core.stages.TRAINED_STAGES`) and the zero-shot baseline;
+#: ``SOURCE_STAGES`` (whose tasks are the source tasks) is the core's too
+Stage = Literal[TrainedStage, "zeroshot"]
+STAGES: tuple[str, ...] = get_args(Stage)
 #: multitask source recipes (``source_mode``): MPT (decomposed prompts per task id, distilled from
 #: teachers, per-task softmax) or the official MVLPT (one shared vanilla prompt, no teachers,
 #: softmax over the union of all source classes; the target fine-tunes a vanilla prompt from it)
@@ -159,13 +161,15 @@ class MethodSpec:
 
     name: str
     stage: Literal["zeroshot", "single", "target"] = "single"
-    method: Literal["coop", "vpt", "upt"] | None = None
+    method: str | None = None  # a registered prompt method (mvlpt.clip.prompts.PROMPT_METHODS)
     ensemble: bool = False
     source_mode: Literal["mpt", "mvlpt"] | None = None
     overrides: dict[str, Any] = field(default_factory=dict)
     baseline: str | None = None
 
     def validate(self) -> None:
+        if self.method is not None:
+            prompt_method(self.method, f"sweep.methods: {self.name!r}: method")
         if self.baseline is not None and self.stage == "zeroshot":
             raise ConfigError(f"sweep.methods: {self.name!r}: a zero-shot line has no K / seed to pair with its "
                               f"baseline {self.baseline!r}; put 'baseline' on a trained line")
@@ -409,12 +413,8 @@ def slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "-", name).strip("-") or "task"
 
 
-def merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
-    """Recursive dict merge: ``top`` wins; nested mappings merge key by key."""
-    out = dict(base)
-    for k, v in top.items():
-        out[k] = merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
-    return out
+#: recursive dict merge, ``top`` wins (the core's :func:`~mvlpt.core.config.deep_merge`)
+merge = deep_merge
 
 
 def _resolve_relative(raw: dict[str, Any], config_dir: Path) -> dict[str, Any]:

@@ -22,26 +22,28 @@ from typing import Any, Callable
 import torch
 
 from datasets_vl import collate_vl
+from mvlpt.clip.backbone import Backbone, create_backbone
 from mvlpt.clip.task_model import CLIPTaskModel, TaskInfo
 from mvlpt.clip.zeroshot import CLIPZeroShot
-from mvlpt.core.checkpoint import load_tensors
+from mvlpt.core.checkpoint import CONFIG_FILE, load_tensors, read_json, resolve_prompts_file
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
+from mvlpt.core.evaluation import eval_context, evaluate
 from mvlpt.core.health import add_problems, check_consumed_run
+from mvlpt.core.logging_utils import MetricsLogger
 from mvlpt.core.provenance import provenance_line
-from mvlpt.core.results import append_run_health, write_table
+from mvlpt.core.results import RESULTS, append_run_health, per_task_rows, write_run_results
 from mvlpt.core.run_dir import bind_run_dir, clear_run_dir, fingerprint
 from mvlpt.core.run_lock import LOCK_FILE, RunLock
-from mvlpt.core.trainer import Trainer, seed_everything
+from mvlpt.core.runtime import seed_everything
+from mvlpt.core.stages import TRAINED_STAGES
+from mvlpt.core.trainer import Trainer
 
-from .backbones import Backbone, load_backbone
 from .compat import check_compatible, check_same_tasks, read_run_config
 from .data import RunTask, data_report, load_run_tasks, selects_on_val, shots_run_dir, write_manifests
 from .report import with_data, write_data_report
 from .preflight import preflight
 from .run_config import CLIPRunConfig, config_for_stage, config_from_run
-
-RESULTS = "results"
 
 
 @dataclass
@@ -78,21 +80,6 @@ class StageResult:
 def task_infos(infos: list[dict[str, Any]]) -> list[TaskInfo]:
     """Saved task descriptions (``resolved_tasks``) → the model's :class:`TaskInfo` list."""
     return [TaskInfo(i["name"], i["task_type"], list(i["classnames"]), i["template"]) for i in infos]
-
-
-def per_task_rows(metrics: dict[str, float], names: list[str]) -> list[dict[str, Any]]:
-    """``{"<task>/<metric>": v}`` → one row per task ``{"task", <metric>: v, ...}``."""
-    rows = []
-    for name in names:
-        row: dict[str, Any] = {"task": name}
-        row.update({k.split("/", 1)[1]: v for k, v in metrics.items() if k.startswith(f"{name}/")})
-        rows.append(row)
-    return rows
-
-
-def write_results(run_dir: Path, metrics: dict[str, float], names: list[str], title: str) -> None:
-    """``results.md`` / ``results.csv``: one row per task."""
-    write_table(per_task_rows(metrics, names), run_dir / RESULTS, title=title)
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,6 +152,7 @@ PREPARE: dict[str, Callable[[CLIPRunConfig, Backbone, list[RunTask]], tuple[CLIP
     "source": _prepare_source,
     "target": _prepare_target,
 }
+assert set(PREPARE) == set(TRAINED_STAGES), "one preparation hook per trained stage (mvlpt.core.stages)"
 
 
 # --------------------------------------------------------------------------------------------
@@ -243,12 +231,12 @@ def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
     ``eval_split``: those are the reported metrics. Without it, the last step is evaluated on
     ``eval_split`` and reported (``checkpoint: last step``). ``results.md``/``.csv`` name the split
     and checkpoint of every number."""
-    if cfg.stage not in PREPARE:
-        raise ConfigError(f"stage {cfg.stage!r} does not train; trained stages are {sorted(PREPARE)}")
+    if cfg.stage not in TRAINED_STAGES:
+        raise ConfigError(f"stage {cfg.stage!r} does not train; trained stages are {sorted(TRAINED_STAGES)}")
     t0 = time.perf_counter()
     _set_threads(cfg)
     seed_everything(cfg.train.seed)
-    bb = backbone or load_backbone(cfg.backbone)
+    bb = backbone or create_backbone(cfg.backbone)
     tasks = load_run_tasks(cfg, bb.preprocess)
     run_dir = shots_run_dir(cfg, cfg.resolved_run_dir(), tasks)  # k24of32_s1 when K was lowered
     if cfg.fresh:  # before the manifests are written: they belong to the new run (the Trainer binds it)
@@ -278,8 +266,8 @@ def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
         title = (f"{cfg.stage} ({cfg.method}): {cfg.eval_split} metrics at the last step ({step}); "
                  "no model selection (train.eval_every = 0)")
     report = data_report(tasks, metrics, cfg.eval_split)
-    write_table(with_data(_selection_rows(metrics, names, cfg.eval_split, step, selection), report, cfg.eval_split),
-                run_dir / RESULTS, title=title, provenance=provenance_line(trainer.fingerprint))
+    write_run_results(run_dir, with_data(_selection_rows(metrics, names, cfg.eval_split, step, selection), report,
+                                         cfg.eval_split), title=title, provenance=provenance_line(trainer.fingerprint))
     write_data_report(run_dir, report)
     if cfg.stage == "teachers" and cfg.train.health.enabled:
         _teachers_vs_zeroshot(trainer, bb, infos, tasks, metrics, cfg, run_dir)
@@ -310,34 +298,31 @@ def run_zeroshot(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
     """Zero-shot CLIP with hand templates (each task's single template, or its ensemble)."""
     t0 = time.perf_counter()
     _set_threads(cfg)
-    bb = backbone or load_backbone(cfg.backbone)
+    bb = backbone or create_backbone(cfg.backbone)
     run_dir = cfg.resolved_run_dir()
     tasks = load_run_tasks(cfg, bb.preprocess, run_dir, need_train=False)
     infos = [t.info() for t in tasks]
     cfg = dataclasses.replace(cfg, resolved_tasks=infos, run_dir=str(run_dir))
     key = "ensemble_templates" if cfg.zeroshot_ensemble else "templates"
     model = CLIPZeroShot(bb.model, bb.tokenizer, task_infos(infos), [i[key] for i in infos])
-    trainer = Trainer(model, [], collate_vl, dataclasses.replace(cfg.train, tensorboard=False), run_dir,
-                      run_config=to_dict(cfg))
+    info, device = eval_context(cfg.train)  # evaluation only: no training data, no Trainer
     with RunLock(run_dir):  # a run of another config here is refused, as for trained stages
         bind_run_dir(run_dir, to_dict(cfg), cfg.fresh, keep=(LOCK_FILE,))
-        metrics = trainer.evaluate([t.eval for t in tasks])
-        trainer.logger.truncate_after(-1)  # one eval line per run, however often it is re-run
-        trainer.logger.log(0, "eval", metrics)
-        trainer.logger.close()
+        metrics = evaluate(model, [t.eval for t in tasks], collate_vl, cfg.train, info, device)
+        log = MetricsLogger(run_dir, enabled=info.is_main)
+        log.truncate_after(-1)  # one eval line per run, however often it is re-run
+        log.log(0, "eval", metrics)
+        log.close()
     names = [i["name"] for i in infos]
     kind = "template ensemble" if cfg.zeroshot_ensemble else "single template"
     report = data_report(tasks, metrics, cfg.eval_split)
-    write_table(with_data(per_task_rows(metrics, names), report, cfg.eval_split), run_dir / RESULTS,
-                title=f"zero-shot CLIP ({kind}) on {cfg.eval_split}", provenance=provenance_line(fingerprint(to_dict(cfg))))
+    write_run_results(run_dir, with_data(per_task_rows(metrics, names), report, cfg.eval_split),
+                      title=f"zero-shot CLIP ({kind}) on {cfg.eval_split}", provenance=provenance_line(fingerprint(to_dict(cfg))))
     write_data_report(run_dir, report)
     return StageResult("zeroshot", run_dir, metrics, infos, 0, time.perf_counter() - t0, split=cfg.eval_split)
 
 
-RUNNERS: dict[str, Callable[..., StageResult]] = {
-    "teachers": run_training, "source": run_training, "target": run_training, "single": run_training,
-    "zeroshot": run_zeroshot,
-}
+RUNNERS: dict[str, Callable[..., StageResult]] = {**{s: run_training for s in TRAINED_STAGES}, "zeroshot": run_zeroshot}
 
 
 def run_stage(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageResult:
@@ -364,23 +349,56 @@ run_target = _staged("target")
 run_single = _staged("single")
 
 
-def _read_trained(run_dir: str | Path) -> tuple[CLIPRunConfig, Path]:
-    found, prompts_file = read_run_config(run_dir, "trained run")
+@dataclass(frozen=True)
+class SavedRun:
+    """A run directory's saved config, read once per command and passed down: ``cfg`` (its ``config.json``)
+    and ``prompts_file`` (the best / latest ``prompts.safetensors``; None for a zero-shot run)."""
+
+    path: Path
+    cfg: CLIPRunConfig
+    prompts_file: Path | None = None
+
+    @property
+    def trained(self) -> bool:
+        return self.prompts_file is not None
+
+
+def read_run(run_dir: str | Path, what: str = "trained run", zeroshot: bool = False) -> SavedRun:
+    """Read a run's ``config.json`` once: a trained run's (next to its best / latest prompts) or, with
+    ``zeroshot``, for a directory without prompts, a zero-shot run's. Anything else is refused (what was
+    found, what to give)."""
+    run_dir = Path(run_dir)
+    try:
+        resolve_prompts_file(run_dir)
+    except FileNotFoundError:
+        saved = run_dir / CONFIG_FILE
+        raw = read_json(saved) if zeroshot and saved.is_file() else {}
+        if raw.get("stage") == "zeroshot":
+            return SavedRun(run_dir, config_from_run(raw, f"run {run_dir}"))
+    found, prompts_file = read_run_config(run_dir, what)  # no prompts: its "not found" error
     if found is None:
         raise ConfigError(f"{run_dir}: no config.json; give a run directory written by `mvlpt`")
-    if found.stage not in PREPARE:
-        raise ConfigError(f"{run_dir} is a {found.stage!r} run with no trained prompts")
-    return found, prompts_file
+    return SavedRun(run_dir, found, prompts_file)
 
 
-def load_trained(run_dir: str | Path, backbone: Backbone | None = None,
+def _trained(run: str | Path | SavedRun) -> SavedRun:
+    run = run if isinstance(run, SavedRun) else read_run(run)
+    if not run.trained or run.cfg.stage not in TRAINED_STAGES:
+        raise ConfigError(f"{run.path} is a {run.cfg.stage!r} run with no trained prompts")
+    return run
+
+
+def load_trained(run_dir: str | Path | SavedRun, backbone: Backbone | None = None,
                  infos: list[dict[str, Any]] | None = None) -> tuple[CLIPRunConfig, CLIPTaskModel, Backbone]:
     """A trained run's task model: its backbone and prompts (from ``config.json`` and the best /
     latest ``prompts.safetensors``), for its own tasks or for ``infos`` (e.g. a base run
-    evaluated on the new classes). No source or teacher run is needed."""
-    found, prompts_file = _read_trained(run_dir)
-    bb = backbone or load_backbone(found.backbone)
-    check_compatible(found, dataclasses.replace(found, backbone=bb.config), "trained run", run_dir)
+    evaluated on the new classes). No source or teacher run is needed. ``run_dir``: a run directory
+    or a :class:`SavedRun` already read by the command (its config is not read again)."""
+    run = _trained(run_dir)
+    found, prompts_file = run.cfg, run.prompts_file
+    assert prompts_file is not None
+    bb = backbone or create_backbone(found.backbone)
+    check_compatible(found, dataclasses.replace(found, backbone=bb.config), "trained run", run.path)
     prompt = found.prompt
     for part in ("text", "visual"):  # tensors come from the checkpoint, not from a source run
         sub = getattr(prompt, part)
@@ -391,16 +409,16 @@ def load_trained(run_dir: str | Path, backbone: Backbone | None = None,
     return found, model.eval(), bb
 
 
-def evaluate_trained(run_dir: str | Path, cfg: CLIPRunConfig, backbone: Backbone | None = None) -> dict[str, float]:
-    """Evaluate a trained run's prompts on the tasks of ``cfg`` (e.g. the new classes of its target)."""
-    found, _ = _read_trained(run_dir)
-    bb = backbone or load_backbone(found.backbone)
+def evaluate_trained(run_dir: str | Path | SavedRun, cfg: CLIPRunConfig,
+                     backbone: Backbone | None = None) -> dict[str, float]:
+    """Evaluate a trained run's prompts on the tasks of ``cfg`` (e.g. the new classes of its target), with the
+    run's loop settings; its ``config.json`` is read once, no training data is touched."""
+    run = _trained(run_dir)
+    bb = backbone or create_backbone(run.cfg.backbone)
     tasks = load_run_tasks(cfg, bb.preprocess, None, need_train=False)
-    _, model, _ = load_trained(run_dir, bb, [t.info() for t in tasks])
-    trainer = Trainer(model, [], collate_vl, dataclasses.replace(found.train, tensorboard=False),
-                      Path(run_dir) / "eval_other", run_config=to_dict(found))
-    return trainer.evaluate([t.eval for t in tasks])
+    _, model, _ = load_trained(run, bb, [t.info() for t in tasks])
+    return evaluate(model, [t.eval for t in tasks], collate_vl, run.cfg.train)
 
 
-__all__ = ["RUNNERS", "StageResult", "config_from_run", "evaluate_trained", "load_trained", "run_single", "run_source",
-           "run_stage", "run_target", "run_teachers", "run_training", "run_zeroshot"]
+__all__ = ["RUNNERS", "SavedRun", "StageResult", "config_from_run", "evaluate_trained", "load_trained", "read_run",
+           "run_single", "run_source", "run_stage", "run_target", "run_teachers", "run_training", "run_zeroshot"]

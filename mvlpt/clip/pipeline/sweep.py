@@ -38,7 +38,7 @@ from mvlpt.core.run_dir import EXCLUDED, fingerprint
 
 from .backbones import BackbonePool
 from .preflight import preflight
-from .report import RUNS_FILE, append_row, harmonic_mean, read_rows, write_results
+from .report import RUNS_FILE, append_row, harmonic_mean, read_rows, write_sweep_results
 from .run_config import CLIPRunConfig, MethodSpec, TaskEntry, config_for_stage, merge, slug
 from .stages import evaluate_trained, run_stage
 
@@ -188,11 +188,11 @@ def run_fewshot(cfg: CLIPRunConfig, pool: BackbonePool | None = None, progress: 
     # the sweep's own fingerprint: its whole config, the sweep section included (minus where it is written)
     prov = provenance_line(fingerprint(to_dict(cfg), [k for k in EXCLUDED if k not in ("sweep", "stages")] +
                                        ["sweep.out_dir"]))
-    paths = write_results(rows, out_dir, cfg.sweep.shots, metric, title, note=note, pairs=cfg.sweep.pairs(cfg.method),
-                          provenance=prov)
+    paths = write_sweep_results(rows, out_dir, cfg.sweep.shots, metric, title, note=note, pairs=cfg.sweep.pairs(cfg.method),
+                                provenance=prov)
     if cfg.sweep.base_to_new:
         for m in ("base", "new"):
-            sub = write_results(rows, out_dir / m, cfg.sweep.shots, m, f"Few-shot transfer to {target}: {m} classes",
-                                note=note, pairs=cfg.sweep.pairs(cfg.method), provenance=prov)
+            sub = write_sweep_results(rows, out_dir / m, cfg.sweep.shots, m, f"Few-shot transfer to {target}: {m} classes",
+                                      note=note, pairs=cfg.sweep.pairs(cfg.method), provenance=prov)
             paths.update({f"{m}_{k}": v for k, v in sub.items()})
     return {"rows": rows, "paths": paths, "table": Path(paths["table_md"]).read_text()}

@@ -1,8 +1,9 @@
-"""Data for tiny-CLIP pretraining: labelled images → image–caption pairs.
+"""Data of the tiny-CLIP pretraining wing: labelled images → image–caption pairs.
 
 Images are read from the shared Parquet files (``{"image", "label"}`` with class names in the
 schema), resized and centre-cropped exactly as the model's evaluation transform does, and kept
-as one ``uint8`` tensor per split (cached under ``cache_dir`` as safetensors). Captions are drawn
+as one ``uint8`` tensor per split (cached under ``cache_dir`` as safetensors), and normalised per
+batch with the model's preprocessing record (:class:`datasets_vl.Preprocess`). Captions are drawn
 per sample from a family of templates (``generic``, ``digit``, ``clothing``), optionally behind a
 generic prefix so that later text positions (where prompt tuning puts class names) get trained.
 """
@@ -22,12 +23,10 @@ from PIL import Image
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from datasets_vl.transforms import Preprocess
 from mvlpt.core.checkpoint import load_tensors, save_tensors
 from mvlpt.core.data_root import shared_data_root
 from mvlpt.core.errors import DataError
-
-OPENAI_MEAN = (0.48145466, 0.4578275, 0.40821073)
-OPENAI_STD = (0.26862954, 0.26130258, 0.27577711)
 
 #: caption templates per family; ``{}`` is the class name
 TEMPLATES: dict[str, list[str]] = {
@@ -127,12 +126,10 @@ def load_image_split(root: str | Path, name: str, split: str, size: int, cache_d
     return out
 
 
-def normalize(images: Tensor) -> Tensor:
-    """``uint8 (B, 3, H, W)`` → float, scaled to [0, 1] and normalised with CLIP's mean/std."""
-    x = images.float().div_(255.0)
-    mean = torch.tensor(OPENAI_MEAN).view(1, 3, 1, 1)
-    std = torch.tensor(OPENAI_STD).view(1, 3, 1, 1)
-    return (x - mean) / std
+def normalize(images: Tensor, preprocess: Preprocess | None = None) -> Tensor:
+    """``uint8 (B, 3, H, W)`` → float, scaled to [0, 1] and normalised with the mean/std of ``preprocess``
+    (default: CLIP's, what the tiny CLIP's record holds): :meth:`Preprocess.normalize`."""
+    return (preprocess or Preprocess()).normalize(images)
 
 
 def augment(image: Tensor, flip: bool, pad: int = 2) -> Tensor:

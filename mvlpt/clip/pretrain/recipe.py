@@ -1,8 +1,10 @@
 """Contrastive image–text pretraining of a miniature CLIP (``tiny-clip``) with the one training loop.
 
-The whole open_clip ``CLIP`` is the trainable "prompt module" of a :class:`ClipPretrainModel`, each
-pretraining dataset (labelled images with templated captions) is one task, and the loss is
-open_clip's ``ClipLoss``. After training, :func:`export_clip` writes fp16 safetensors, the open_clip
+The whole open_clip ``CLIP`` (built by the CLIP factory from the recipe's model config, then unfrozen)
+is the trainable "prompt module" of a :class:`ClipPretrainModel`, each pretraining dataset (labelled
+images with templated captions) is one task, and the loss is open_clip's ``ClipLoss``; texts go through
+the head's one trimmed text encoder and evaluation uses the head's one zero-shot scorer
+(:mod:`mvlpt.clip.zeroshot`). After training, :func:`export_clip` writes fp16 safetensors, the open_clip
 model config and a metadata JSON (data, steps, commit, zero-shot accuracies) for shipping.
 
 Command::
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,19 +25,23 @@ from typing import Any, Callable, Sequence
 import torch
 from torch import Tensor, nn
 
-from mvlpt.core.commands import train_and_export_main
+from mvlpt.clip.backbone import METADATA_FILE, TINY_CLIP, WEIGHTS_FILE, BackboneConfig, create_backbone, weights_dir
+from mvlpt.clip.text_tower import TextTower
+from mvlpt.clip.zeroshot import TEMPLATE, class_text_features, zero_shot_accuracy
 from mvlpt.core.checkpoint import latest_checkpoint, load_tensors, save_tensors, write_json
+from mvlpt.core.commands import train_and_export_main
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import CheckpointError, ConfigError, DataError
+from mvlpt.core.export import commit_record, resolve_export_dir as _resolve_export_dir
 from mvlpt.core.task_model import Batch, StepOutput, TaskModel
 from mvlpt.core.train_config import TrainConfig
 from mvlpt.core.trainer import Trainer
 
-from . import pretrain_data as pd
-from .weights import METADATA_FILE, TINY_CLIP, WEIGHTS_FILE, build_clip, load_tiny_clip, make_tokenizer, weights_dir
-from .weights import zero_shot_accuracy
+from . import data as pd
 
-ZS_TEMPLATE = "a photo of a {}."
+ZS_TEMPLATE = TEMPLATE
+#: ``export_dir: package`` exports into the shipped copy (the data folder ``mvlpt/clip/weights/tiny-clip``)
+PACKAGE_DIR = weights_dir(TINY_CLIP)
 
 
 @dataclass
@@ -118,22 +123,6 @@ class ClipPretrainConfig:
                     raise ConfigError(f"model.{tower}.{k} must be given explicitly")
 
 
-def encode_text_trimmed(clip: nn.Module, text: Tensor, normalize: bool = True) -> Tensor:
-    """``clip.encode_text`` on tokens cut to the longest caption in the batch: the same result under
-    the causal mask (positions after the EOT token never reach it), without the padding's compute."""
-    length = max(1, int((text != 0).sum(1).max()))
-    text = text[:, :length]
-    x = clip.token_embedding(text) + clip.positional_embedding[:length]
-    mask = clip.attn_mask[:length, :length] if clip.attn_mask is not None else None
-    x = clip.ln_final(clip.transformer(x, attn_mask=mask))
-    from open_clip.transformer import text_global_pool
-
-    x = text_global_pool(x, text, clip.text_pool_type, eos_token_id=getattr(clip, "text_eos_id", None))
-    if clip.text_projection is not None:
-        x = clip.text_projection(x) if isinstance(clip.text_projection, nn.Linear) else x @ clip.text_projection
-    return torch.nn.functional.normalize(x, dim=-1) if normalize else x
-
-
 class ClipPretrainModel(TaskModel):
     """A whole open_clip ``CLIP`` trained with ``ClipLoss``; per-task zero-shot accuracy as the eval score."""
 
@@ -147,6 +136,7 @@ class ClipPretrainModel(TaskModel):
         self.task_names = list(task_names)
         self.class_names = [list(c) for c in class_names]
         self.template = template
+        self.text_tower = TextTower(clip)
         self.loss_fn = ClipLoss()
 
     def logit_scale(self) -> Tensor:
@@ -155,7 +145,7 @@ class ClipPretrainModel(TaskModel):
 
     def step(self, batch: Batch) -> StepOutput:
         img = self.clip.encode_image(batch["images"], normalize=True)
-        txt = encode_text_trimmed(self.clip, batch["texts"])
+        txt = torch.nn.functional.normalize(self.text_tower.encode_ids(batch["texts"]), dim=-1)
         scale = self.logit_scale()
         loss = self.loss_fn(img, txt, scale)
         with torch.no_grad():
@@ -168,8 +158,7 @@ class ClipPretrainModel(TaskModel):
         tids = batch["task_ids"].tolist()
         preds = [0] * len(tids)
         for t in sorted(set(tids)):
-            texts = self.tokenizer([self.template.format(c) for c in self.class_names[t]]).to(img.device)
-            cls = self.clip.encode_text(texts, normalize=True).float()
+            cls = class_text_features(self.clip, self.tokenizer, self.class_names[t], [self.template], self.text_tower)
             rows = [i for i, x in enumerate(tids) if x == t]
             for i, p in zip(rows, (img[rows] @ cls.T).argmax(-1).tolist()):
                 preds[i] = int(p)
@@ -220,17 +209,6 @@ def build_datasets(cfg: ClipPretrainConfig) -> tuple[list[pd.CaptionDataset], li
         evals.append(pd.CaptionDataset(imgs, labels, names, captions=False, augment=False))
         eval_names.append(names)
     return train, evals, eval_names
-
-
-def git_commit() -> dict[str, Any]:
-    """``{"commit": HEAD or None, "dirty": bool}`` of the repository holding this file."""
-    repo = Path(__file__).resolve().parents[2]
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=repo, capture_output=True, text=True).stdout.strip())
-        return {"commit": head, "dirty": dirty}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
 
 
 def fixed_sample_accuracy(model: nn.Module, tokenizer: Callable[..., Tensor], image_size: int) -> dict[str, float]:
@@ -306,14 +284,16 @@ def export_clip(clip: nn.Module, cfg: ClipPretrainConfig, out_dir: str | Path, e
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{cfg.name}.json").write_text(json.dumps(cfg.model, indent=2) + "\n")
     save_tensors(out / WEIGHTS_FILE, {k: v.detach().half() for k, v in clip.state_dict().items()})
-    model, tokenizer, _ = load_tiny_clip(out)
+    shipped = BackboneConfig(name=cfg.name, pretrained=None, model_config=str(out / f"{cfg.name}.json"),
+                             checkpoint=str(out / WEIGHTS_FILE))
+    model, tokenizer, _, _ = create_backbone(shipped)  # the exported files, loaded by the CLIP factory
     meta = {
         "name": cfg.name,
         "parameters": sum(p.numel() for p in model.parameters()),
         "file_bytes": (out / WEIGHTS_FILE).stat().st_size,
         "pretraining_data": {n: "train split of ../shared/data/" + n for n in cfg.data.datasets},
         "targets_unseen": cfg.data.targets,
-        **git_commit(),
+        **commit_record(),
         **(extra or {}),
         "zero_shot": zero_shot_report(model, tokenizer, cfg),
         "config": to_dict(cfg),
@@ -323,15 +303,20 @@ def export_clip(clip: nn.Module, cfg: ClipPretrainConfig, out_dir: str | Path, e
 
 
 def resolve_export_dir(value: str) -> Path | None:
-    if not value:
-        return None
-    return weights_dir(TINY_CLIP) if value == "package" else Path(value)
+    """``export_dir``: "" = no export, ``package`` = :data:`PACKAGE_DIR`, else the path (:mod:`mvlpt.core.export`)."""
+    return _resolve_export_dir(value, PACKAGE_DIR)
+
+
+def trainable_clip(model_cfg: dict[str, Any]) -> tuple[nn.Module, Callable[..., Tensor]]:
+    """A trainable CLIP (train mode, random weights from the global RNG) of an open_clip model config and its
+    tokenizer: the CLIP factory's model, unfrozen."""
+    clip, tokenizer, _, _ = create_backbone(model_cfg, seed=None)
+    return clip.requires_grad_(True).train(), tokenizer
 
 
 def build_model(cfg: ClipPretrainConfig, class_names: Sequence[Sequence[str]], task_names: Sequence[str]) -> ClipPretrainModel:
     torch.manual_seed(cfg.train.seed)
-    clip = build_clip(cfg.model)
-    tokenizer = make_tokenizer(int(cfg.model["text_cfg"]["context_length"]))
+    clip, tokenizer = trainable_clip(cfg.model)
     return ClipPretrainModel(clip, tokenizer, task_names, class_names)
 
 
@@ -365,7 +350,7 @@ def export_from_run(cfg: ClipPretrainConfig) -> Path:
     out = resolve_export_dir(cfg.export_dir)
     if out is None:
         raise ConfigError("--export-only needs export_dir (a path, or 'package')")
-    clip = build_clip(cfg.model)
+    clip, _ = trainable_clip(cfg.model)
     state = load_tensors(ckpt / "prompts.safetensors")
     clip.load_state_dict({k[len("clip."):]: v for k, v in state.items() if k.startswith("clip.")})
     extra: dict[str, Any] = {"steps": json.loads((ckpt / "trainer_state.json").read_text())["step"]}
@@ -383,5 +368,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                  "configs/pretrain/tiny_clip.yaml")
 
 
-if __name__ == "__main__":
-    raise SystemExit(main())
+def read_metadata(directory: str | Path | None = None) -> dict[str, Any]:
+    """The ``metadata.json`` of an exported model directory (default: the shipped tiny-clip)."""
+    path = Path(directory) if directory is not None else PACKAGE_DIR
+    return json.loads((path / METADATA_FILE).read_text())

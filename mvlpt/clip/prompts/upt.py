@@ -7,22 +7,22 @@ the prompts the towers read: every token is mapped linearly to a common width (1
 all tokens of the set attend to each other in a one-layer transformer (1 head), and linear
 maps take them back to the text and visual widths (a map is the identity when the widths
 already agree). The mapping is shared by all tasks; it trains whenever the shared prompt
-does (teachers, source, single) and is loaded from the source run in the target stage.
+does (teachers, source, single) and is loaded from the source run in the target stage (from the
+tensors the prompts were initialised from: the run is not read again).
 """
 
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import Tensor, nn
 
-from mvlpt.core.checkpoint import load_module_state, load_run_prompts, sub_state
-from mvlpt.core.errors import CheckpointError
-from mvlpt.core.stages import Stage, resolve_prompt_config
+from mvlpt.core.checkpoint import load_module_state, sub_state
+from mvlpt.core.errors import CheckpointError, ConfigError
+from mvlpt.core.stages import SourceRuns, Stage, resolve_prompt_config
 
-from .prompt_config import CLIPPromptConfig
-from .prompt_set import BackboneDims, Prompts, PromptSet, stage_prompt, text_prompt_shape, visual_prompt_shape
+from . import register_prompt_method
+from .base import (BackboneDims, Prompts, PromptSet, TextEmbedder, stage_prompt, text_prompt_shape,
+                   visual_prompt_shape)
 
 
 def _linear(d_in: int, d_out: int) -> nn.Module:
@@ -34,7 +34,7 @@ class UPTMapping(nn.Module):
 
     def __init__(self, text_width: int, visual_width: int, width: int = 128, heads: int = 1):
         super().__init__()
-        from open_clip.transformer import QuickGELU, Transformer
+        from open_clip.transformer import QuickGELU, Transformer  # the backbone library, once a model is built
 
         self.text_in, self.text_out = _linear(text_width, width), _linear(width, text_width)
         self.visual_in, self.visual_out = _linear(visual_width, width), _linear(width, visual_width)
@@ -50,20 +50,34 @@ class UPTMapping(nn.Module):
         return self.text_out(z[:, :n_t]).reshape(t_shape), self.visual_out(z[:, n_t:]).reshape(v_shape)
 
 
+@register_prompt_method
 class UnifiedPrompts(PromptSet):
     """UPT: text context + visual prompts per task, mixed by a shared learned mapping."""
 
-    def __init__(self, cfg: CLIPPromptConfig, stage: Stage, num_tasks: int, dims: BackboneDims,
-                 embed_text: Callable[[str], Tensor] | None):
-        super().__init__()
+    name = "upt"
+    uses_text = True
+    uses_visual = True
+    shape_keys = ("text.length", "text.rank", "visual.length", "visual.rank", "vpt_deep", "upt_width",
+                  "class_specific_context")
+
+    @classmethod
+    def check_config(cls, cfg) -> None:
+        if cfg.text.length == 0 or cfg.visual.length == 0:
+            raise ConfigError("prompt.method=upt maps one prompt set to text and visual prompts: "
+                              f"prompt.text.length and prompt.visual.length must be > 0, found "
+                              f"{cfg.text.length} and {cfg.visual.length}")
+
+    def __init__(self, cfg, stage: Stage, num_tasks: int, dims: BackboneDims, embed_text: TextEmbedder | None,
+                 sources: SourceRuns):
+        super().__init__(cfg, stage, num_tasks, dims, embed_text, sources)
         self.text_prompt = stage_prompt("text_prompt", cfg.text, stage, num_tasks, text_prompt_shape(cfg, dims),
-                                        dims, embed_text)
+                                        dims, sources, embed_text)
         self.visual_prompt = stage_prompt("visual_prompt", cfg.visual, stage, num_tasks,
-                                          visual_prompt_shape(cfg, dims), dims)
+                                          visual_prompt_shape(cfg, dims), dims, sources)
         self.upt_mapping = UPTMapping(dims.text_width, dims.visual_width, cfg.upt_width, cfg.upt_heads)
         resolved = resolve_prompt_config(cfg.text, stage)
-        if resolved.init == "source":
-            tensors, _ = load_run_prompts(resolved.source_path)  # type: ignore[arg-type]
+        tensors = sources.for_config(resolved)
+        if tensors is not None:
             sub = sub_state(tensors, "upt_mapping.")
             if not sub:
                 raise CheckpointError(f"source {resolved.source_path} has no 'upt_mapping.' tensors: it was not "

@@ -4,7 +4,7 @@
    *training* files of non-target tasks) and saved as a ``T5Tokenizer`` directory (``<pad>``=0,
    ``</s>``=1, ``<unk>``=2, ``<extra_id_*>`` sentinels).
 2. The text is tokenized, concatenated and cut into chunks; each draw corrupts a chunk with T5's
-   span corruption (:mod:`text_mpt.span_corruption`).
+   span corruption (:mod:`text_mpt.pretrain.span_corruption`).
 3. Supervised text-to-text examples of allowed GLUE tasks (``data.supervised``) are formatted with
    :mod:`text_mpt.tasks` behind a task prefix (``"sst2 sentence: ..."`` -> ``"positive"``); the
    training loop mixes them with the span-corruption chunks at the rates of ``train.sampling``
@@ -38,14 +38,19 @@ from mvlpt.core.commands import train_and_export_main
 from mvlpt.core.checkpoint import write_json
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
+from mvlpt.core.export import commit_record
+from mvlpt.core.export import resolve_export_dir as core_export_dir
 from mvlpt.core.task_model import Batch, StepOutput, TaskModel
 from mvlpt.core.train_config import TrainConfig
 from mvlpt.core.trainer import Trainer
 
-from .pretrain_data import (TARGET_DIRS, SpanCorruptionDataset, SupervisedDataset, check_files, check_supervised, collate,
-                            default_data_root, make_chunks, read_supervised, read_texts, sentinel_ids, supervised_file,
-                            target_strings, train_tokenizer)
+from .data import (TARGET_DIRS, SpanCorruptionDataset, SupervisedDataset, check_files, check_supervised, collate,
+                   default_data_root, make_chunks, read_supervised, read_texts, sentinel_ids, supervised_file,
+                   target_strings, train_tokenizer)
 from .span_corruption import span_corrupt
+
+#: the shipped weights (``export_dir: package``)
+PACKAGE_DIR = Path(__file__).resolve().parents[1] / "weights" / "tiny-t5"
 
 #: a fixed text (not from any dataset) whose span-corruption loss is recorded at export and re-checked by tests
 FIXED_TEXT = ("The committee met on Tuesday to discuss the new library, which will open next spring. "
@@ -282,18 +287,6 @@ class T5PretrainModel(TaskModel):
 
 # ---------------------------------------------------------------------------------------------- run
 
-def git_commit() -> dict[str, Any]:
-    """``{"commit": HEAD or None, "dirty": bool}`` of the repository holding this file."""
-    import subprocess
-
-    repo = Path(__file__).resolve().parents[1]
-    try:
-        run_git = lambda *a: subprocess.run(["git", *a], cwd=repo, capture_output=True, text=True, check=True).stdout.strip()
-        return {"commit": run_git("rev-parse", "HEAD"), "dirty": bool(run_git("status", "--porcelain"))}
-    except (OSError, subprocess.CalledProcessError):
-        return {"commit": None, "dirty": None}
-
-
 def machine(cfg: T5PretrainConfig) -> dict[str, Any]:
     """Where the run ran (host CPU, torch threads, device)."""
     import os
@@ -304,9 +297,8 @@ def machine(cfg: T5PretrainConfig) -> dict[str, Any]:
 
 
 def resolve_export_dir(value: str) -> Path | None:
-    if not value:
-        return None
-    return Path(__file__).resolve().parent / "weights" / "tiny-t5" if value == "package" else Path(value)
+    """``export_dir``: ``""`` = no export, ``package`` = the shipped ``text_mpt/weights/tiny-t5``, else that path."""
+    return core_export_dir(value, PACKAGE_DIR)
 
 
 def prepare(cfg: T5PretrainConfig) -> tuple[Any, list[Any], list[Any], dict[str, Any]]:
@@ -451,7 +443,7 @@ def export_t5(t5: nn.Module, tokenizer: Any, cfg: T5PretrainConfig, out_dir: str
     write_json(out / "metadata.json", {"name": cfg.name, "parameters": sum(p.numel() for p in t5.parameters()),
                                        "file_bytes": (out / "model.safetensors").stat().st_size,
                                        "pretraining_data": list(cfg.data.files) + [supervised_file("", t).as_posix() for t in cfg.data.supervised],
-                                       "mixture": (extra.get("data_stats") or {}).get("mixture"), **git_commit(), **extra,
+                                       "mixture": (extra.get("data_stats") or {}).get("mixture"), **commit_record(), **extra,
                                        "fixed_sample_loss": loss, "config": to_dict(cfg)})
     return out
 

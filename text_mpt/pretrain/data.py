@@ -53,7 +53,7 @@ def check_files(files: Sequence[str]) -> None:
 
 
 def check_supervised(tasks: Sequence[str]) -> None:
-    from .tasks import canonical_name
+    from ..tasks import canonical_name
 
     for t in tasks:
         name = canonical_name(t)
@@ -211,7 +211,7 @@ class SpanCorruptionDataset(Dataset):
 
 def supervised_file(root: str | Path, task: str) -> Path:
     """The training JSON Lines file of a built-in task under ``root``."""
-    from .tasks import get_task
+    from ..tasks import get_task
 
     spec = get_task(task)
     rel = f"{spec.local_dir}/{spec.local_splits[0]}.jsonl"
@@ -221,7 +221,7 @@ def supervised_file(root: str | Path, task: str) -> Path:
 
 def supervised_pair(task: str, row: dict[str, Any]) -> list[tuple[str, str]]:
     """``(input, target)`` texts of one row: ``"<task> <input_text>"`` → the gold verbalizer."""
-    from .tasks import get_task
+    from ..tasks import get_task
 
     spec = get_task(task)
     out = []

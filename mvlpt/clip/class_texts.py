@@ -1,10 +1,11 @@
-"""CoOp text prompts: learned context vectors spliced between the start token and the class name.
+"""Class texts with a learned context: tokenising, splicing the context in, one text-tower call.
 
 A prompted class text is ``[SOS] [ctx_1 … ctx_l] name . [EOT]`` (class position ``end``),
 ``[SOS] [ctx_1 … ctx_l/2] name [ctx_l/2+1 … ctx_l] . [EOT]`` (``middle``) or
-``[SOS] name [ctx_1 … ctx_l] . [EOT]`` (``front``); the learned context replaces the words of a
-hand-written template such as "a photo of a". Without learned context (VPT, or ``length: 0``)
-the class text is the task's own template (``"a photo of a {}."``).
+``[SOS] name [ctx_1 … ctx_l] . [EOT]`` (``front``); the learned context (CoOp's, or UPT's mapped
+one: :mod:`mvlpt.clip.prompts`) replaces the words of a hand-written template such as "a photo of a".
+Without learned context (VPT, or ``length: 0``) the class text is the task's own template
+(``"a photo of a {}."``).
 
 The fixed tokens of every class (start, name, full stop, end-of-text) are tokenised and
 embedded once (:class:`ClassTextBank`, non-persistent buffers) and trimmed to the longest
@@ -24,10 +25,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from mvlpt.core.errors import ConfigError
-from mvlpt.core.stages import Stage
 
-from .prompt_config import CLIPPromptConfig
-from .prompt_set import BackboneDims, Prompts, PromptSet, stage_prompt, text_prompt_shape
 from .text_tower import TextTower
 
 Tokenizer = Callable[..., Tensor]
@@ -173,21 +171,3 @@ class ClassTextBank(nn.Module):
             return {k: self.features(k, ctxs[k], use_checkpoint) for k in tasks}
         cs = [c[: p["ids"].shape[0]] if c.dim() == 3 else c for p, c in zip(parts, (ctxs[k] for k in tasks))]
         return dict(zip(tasks, self.encoder.encode_many(parts, cs, use_checkpoint)))
-
-
-class CoOpPrompts(PromptSet):
-    """CoOp: a learned text context per task (decomposed through the core); no visual prompts."""
-
-    def __init__(self, cfg: CLIPPromptConfig, stage: Stage, num_tasks: int, dims: BackboneDims,
-                 embed_text: Callable[[str], Tensor] | None):
-        super().__init__()
-        self.text_prompt = None
-        if cfg.text.length > 0:
-            self.text_prompt = stage_prompt("text_prompt", cfg.text, stage, num_tasks, text_prompt_shape(cfg, dims),
-                                            dims, embed_text)
-
-    def prompt_modules(self) -> dict[str, nn.Module]:
-        return {"text_prompt": self.text_prompt} if self.text_prompt is not None else {}
-
-    def forward(self, task_ids: Tensor) -> Prompts:
-        return Prompts(text=self.text_prompt(task_ids) if self.text_prompt is not None else None)
