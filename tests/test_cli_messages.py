@@ -118,7 +118,7 @@ def test_ctrl_c_exits_quietly_with_130(monkeypatch, capsys):
 @pytest.mark.parametrize("extra, seed", [([], 1), (["target.seed=2"], 2)])
 def test_adapt_trains_with_the_seed_of_the_sweep_cell_it_names(tmp_path, scratch, line, extra, seed):
     from mvlpt.clip.pipeline.run_config import MethodSpec, load_run_config
-    from mvlpt.clip.pipeline.sweep import Cell, cell_config
+    from mvlpt.clip.pipeline.plan import Cell, cell_config
 
     cfg = load_run_config(QUICK, ["target.shots=4", f"output_dir={tmp_path}", *extra])
     adapt = clip_cli.stage_config(cfg, "adapt", scratch=scratch)

@@ -34,13 +34,16 @@ def run_config_of(config: Mapping[str, Any]) -> TextRunConfig:
 
 
 def load_trained(path: str | Path, specs: Sequence[TaskSpec] | None = None, backbone_cfg: BackboneConfig | None = None,
-                 eval_cfg: EvalConfig | None = None) -> tuple[PromptedT5, Any, TextRunConfig]:
+                 eval_cfg: EvalConfig | None = None,
+                 saved: tuple[Mapping[str, torch.Tensor], Mapping[str, Any]] | None = None
+                 ) -> tuple[PromptedT5, Any, TextRunConfig]:
     """Backbone + trained prompts of a run (run dir, checkpoint dir or prompts file).
 
     The backbone is the run's (``meta.backbone``); ``backbone_cfg`` (a config's ``backbone``) may name
     it too, and is refused when it names another one (different weights or vocabulary).
-    ``specs`` restricts (and orders) the tasks; default: every task of the run."""
-    tensors, config = load_run_prompts(path)
+    ``specs`` restricts (and orders) the tasks; default: every task of the run. ``saved``: the run's
+    ``(tensors, config.json)`` already read by :func:`~mvlpt.core.checkpoint.load_run_prompts` (not read again)."""
+    tensors, config = saved if saved is not None else load_run_prompts(path)
     meta = run_meta(config, path)
     run_cfg = run_config_of(config)
     run_bcfg, recorded = recorded_backbone(config)

@@ -17,7 +17,9 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
+
+from torch import Tensor
 
 from mvlpt.core.checkpoint import load_run_prompts, load_tensors, save_tensors, write_json
 from mvlpt.core.errors import CheckpointError, ShapeMismatchError
@@ -35,6 +37,13 @@ RUN_FILE = "mvlpt_run.json"
 def export_peft(run_path: str | Path, out_dir: str | Path) -> Path:
     """Write the PEFT adapter directory of a source/target run; returns ``out_dir``."""
     tensors, config = load_run_prompts(run_path)
+    return write_peft_adapter(tensors, config, out_dir, run_path)
+
+
+def write_peft_adapter(tensors: Mapping[str, Tensor], config: Mapping[str, Any], out_dir: str | Path,
+                       run_path: str | Path) -> Path:
+    """The PEFT adapter directory of decomposed prompt tensors (``prompt.*``, as a checkpoint holds them) and
+    their run's ``config.json`` (with ``meta``); ``run_path`` names them in errors. Returns ``out_dir``."""
     meta = run_meta(config, run_path)
     prompt = prompt_from_tensors(tensors)
     if not isinstance(prompt, DecomposedPrompt):

@@ -29,7 +29,7 @@ row per task and part, column ``split`` = ``test`` (reported) or ``val`` (select
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
@@ -46,7 +46,7 @@ from mvlpt.core.provenance import provenance_line
 from mvlpt.core.results import append_run_health, per_task_rows, write_run_results
 from mvlpt.core.run_dir import fingerprint
 from mvlpt.core.runtime import seed_everything
-from mvlpt.core.stages import MPT_STAGES, build_stage_prompt, resolve_prompt_config
+from mvlpt.core.stages import build_stage_prompt, resolve_prompt_config
 from mvlpt.core.trainer import Trainer
 
 from .backbone import DEFAULT_NAME, load_backbone
@@ -59,9 +59,6 @@ from .run_backbone import backbone_for_run, backbone_identity, check_same_backbo
 from .tasks import TaskSpec
 
 #: config stage → core stage preset (the T5 head trains MPT's three stages, under the core's names)
-CORE_STAGE = {s: s for s in MPT_STAGES}
-
-
 def embed_text_fn(backbone, tokenizer) -> Callable[[str], torch.Tensor]:
     """Text → token embeddings ``(n, d)`` of the backbone (for ``prompt.init: text``)."""
     def embed(text: str) -> torch.Tensor:
@@ -97,7 +94,7 @@ def build_parts(cfg: TextRunConfig, parts: Sequence[str] = ("train", "val", "tes
 def consumed_runs(cfg: TextRunConfig) -> list[tuple[str, str, dict[str, Any]]]:
     """``(key, path, config.json)`` of the runs a stage reads: its source run (target stage, ``init: source``)
     and its teachers run (source stage with distillation)."""
-    pcfg = resolve_prompt_config(cfg.prompt, CORE_STAGE[cfg.stage])  # type: ignore[arg-type]
+    pcfg = resolve_prompt_config(cfg.prompt, cfg.stage)  # type: ignore[arg-type]
     d = cfg.train.distill
     runs = []
     if pcfg.init == "source" and pcfg.source_path:
@@ -130,7 +127,7 @@ def selection_meta(cfg: TextRunConfig, plan: Sequence[TaskParts]) -> dict[str, A
 
 def build_prompt(cfg: TextRunConfig, backbone, tokenizer):
     """The stage's prompt module (source-initialised for the target stage, with a width check)."""
-    pcfg = resolve_prompt_config(cfg.prompt, CORE_STAGE[cfg.stage])  # type: ignore[arg-type]
+    pcfg = resolve_prompt_config(cfg.prompt, cfg.stage)  # type: ignore[arg-type]
     d_model = backbone.config.d_model
     if pcfg.init == "source":
         tensors, _ = load_run_prompts(pcfg.source_path)  # type: ignore[arg-type]
@@ -204,16 +201,43 @@ def split_notes(cfg: TextRunConfig, plan: Sequence[TaskParts]) -> list[str]:
     return out
 
 
-def train_stage(cfg: TextRunConfig, expected_stage: str | None = None) -> dict[str, Any]:
-    """Train one stage end to end: select the best checkpoint on ``val``, report it on ``test``.
+@dataclass
+class StageModel:
+    """What a stage trains, built by :func:`build_stage`: ``cfg`` (backbone and ``data_root`` resolved), the
+    loaded backbone and tokenizer, the task ``specs``, the split ``plan`` and its tokenised ``train_ds`` /
+    ``val_ds`` / ``test_ds`` (``val_ds`` None under ``selection.mode: none``; ``test_ds`` is ``val_ds`` under
+    ``dev``), the resolved prompt config ``pcfg``, the student ``model`` (prompts freshly initialised), the
+    ``teacher`` (source stage with distillation), the backbone ``identity`` and ``selection`` (``meta.selection``)."""
 
-    Returns ``{"run_dir", "metrics" (= "test": the reported numbers), "val" (selection metrics of the
-    reported step), "best_step" (the step reported), "step" (last step), "selection" (meta), "results"}``.
-    """
-    if expected_stage is not None and cfg.stage != expected_stage:
-        cmd = "adapt" if cfg.stage == "target" else cfg.stage
-        raise ConfigError(f"this is a {cfg.stage!r} config; run it with `text-mpt {cmd}`")
-    preflight(cfg, "adapt" if cfg.stage == "target" else cfg.stage, resolve_data_root(cfg.data_root))
+    cfg: TextRunConfig
+    backbone: Any
+    tokenizer: Any
+    specs: list[TaskSpec]
+    plan: list[TaskParts]
+    train_ds: list[TextTaskDataset]
+    val_ds: list[TextTaskDataset] | None
+    test_ds: list[TextTaskDataset]
+    pcfg: Any
+    model: PromptedT5
+    teacher: PromptedT5 | None
+    identity: dict[str, Any]
+    selection: dict[str, Any]
+
+    def run_config(self) -> dict[str, Any]:
+        """The ``config.json`` saved with every checkpoint of this stage (:func:`run_config_dict`)."""
+        bcfg = self.backbone.config
+        return run_config_dict(self.cfg, bcfg.d_model, self.pcfg, bcfg, selection=self.selection, backbone=self.identity)
+
+    def trainer(self) -> Trainer:
+        """The core :class:`~mvlpt.core.trainer.Trainer` of this stage, writing ``cfg.output_dir`` (= ``run_dir``)."""
+        return Trainer(self.model, self.train_ds, TextCollator(self.tokenizer.pad_token_id), self.cfg.train,
+                       self.cfg.output_dir, eval_datasets=self.val_ds, teacher=self.teacher,
+                       run_config=self.run_config(), fresh=self.cfg.fresh)
+
+
+def build_stage(cfg: TextRunConfig) -> StageModel:
+    """The backbone, data, task model and teacher a stage trains (what :func:`train_stage` trains, after its
+    preflight): the consumed runs checked, the prompts initialised under ``train.seed``."""
     seed_everything(cfg.train.seed)
     runs = consumed_runs(cfg)
     cfg = replace(cfg, backbone=stage_backbone(cfg.backbone, runs), data_root=resolve_data_root(cfg.data_root))
@@ -240,10 +264,24 @@ def train_stage(cfg: TextRunConfig, expected_stage: str | None = None) -> dict[s
     for key, path, run_config in runs:
         check_same_backbone(identity, *recorded_backbone(run_config), path, key)
     model = make_model(cfg, backbone, tokenizer, specs, prompt, score_all=teacher is not None and d.kl_weight > 0)
-    sel_meta = selection_meta(cfg, plan)
-    run_cfg = run_config_dict(cfg, backbone.config.d_model, pcfg, backbone.config, selection=sel_meta, backbone=identity)
-    trainer = Trainer(model, train_ds, TextCollator(tokenizer.pad_token_id), cfg.train, cfg.output_dir,
-                      eval_datasets=val_ds, teacher=teacher, run_config=run_cfg, fresh=cfg.fresh)
+    return StageModel(cfg, backbone, tokenizer, specs, plan, train_ds, val_ds, test_ds, pcfg, model, teacher,
+                      identity, selection_meta(cfg, plan))
+
+
+def train_stage(cfg: TextRunConfig, expected_stage: str | None = None) -> dict[str, Any]:
+    """Train one stage end to end: select the best checkpoint on ``val``, report it on ``test``.
+
+    Returns ``{"run_dir", "metrics" (= "test": the reported numbers), "val" (selection metrics of the
+    reported step), "best_step" (the step reported), "step" (last step), "selection" (meta), "results"}``.
+    """
+    if expected_stage is not None and cfg.stage != expected_stage:
+        cmd = "adapt" if cfg.stage == "target" else cfg.stage
+        raise ConfigError(f"this is a {cfg.stage!r} config; run it with `text-mpt {cmd}`")
+    preflight(cfg, "adapt" if cfg.stage == "target" else cfg.stage, resolve_data_root(cfg.data_root))
+    built = build_stage(cfg)
+    cfg, specs, plan, test_ds, sel_meta = built.cfg, built.specs, built.plan, built.test_ds, built.selection
+    mode = cfg.selection.mode
+    trainer = built.trainer()
     result = trainer.fit()  # refuses an output_dir holding a run of another config (unless fresh)
     # the best checkpoint on val (its prompts are the ones reported), or the last step without selection
     sel = trainer.evaluate_selected(result, test_ds, "test")

@@ -120,10 +120,9 @@ def consumed(cfg: TextRunConfig, for_eval: bool = False) -> list[tuple[str, str]
     """``(key, path)`` of the runs this command reads."""
     if for_eval:
         return [("checkpoint", cfg.checkpoint or cfg.output_dir)]
-    from .pipeline import CORE_STAGE
 
     out = []
-    pcfg = resolve_prompt_config(cfg.prompt, CORE_STAGE[cfg.stage])  # type: ignore[arg-type]
+    pcfg = resolve_prompt_config(cfg.prompt, cfg.stage)  # type: ignore[arg-type]
     if pcfg.init == "source" and pcfg.source_path:
         out.append(("prompt.source_path", pcfg.source_path))
     d = cfg.train.distill

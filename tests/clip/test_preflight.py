@@ -10,7 +10,8 @@ from clip_helpers import tiny_run
 import huggingface_hub
 import open_clip.pretrained
 from mvlpt.clip.pipeline import config_for_stage, load_run_config, run_stage, sweep
-from mvlpt.clip.pipeline.preflight import backbone_problems, preflight, pretrained_cached
+from mvlpt.clip.pipeline.backbone_check import backbone_problems, pretrained_cached
+from mvlpt.clip.pipeline.preflight import preflight
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError, PreflightError
 

@@ -14,8 +14,9 @@ from typing import Any
 
 from mvlpt.clip.backbone import TINY_CLIP, tiny_clip_config
 from .backbones import BackbonePool
+from .plan import source_methods
 from .preflight import preflight
-from .run_config import CLIPRunConfig, config_for_stage, merge
+from .run_config import CLIPRunConfig, config_for_stage
 from .stages import StageResult, run_stage
 from .sweep import run_fewshot
 
@@ -35,20 +36,6 @@ def ensure_backbone(cfg: CLIPRunConfig, log: Any = print) -> CLIPRunConfig:
         f"({path}) — accuracies are then near chance")
     return dataclasses.replace(cfg, backbone=dataclasses.replace(bb, name="tiny-clip-random", pretrained=None,
                                                                   model_config=str(path)))
-
-
-def source_methods(cfg: CLIPRunConfig, source_mode: str = "mpt") -> dict[str, dict[str, Any]]:
-    """Prompt methods of the sweep's multitask (``target``-stage) lines whose source recipe is
-    ``source_mode`` (the line's ``source_mode``, else the config's), in order, with the ``prompt``
-    overrides of the first such line (so that the source has the target's prompt shape)."""
-    out: dict[str, dict[str, Any]] = {}
-    for m in cfg.sweep.methods:
-        if m.stage == "target" and (m.source_mode or cfg.source_mode) == source_mode:
-            method = m.method or cfg.method
-            if method not in out:
-                out[method] = merge({"prompt": m.overrides.get("prompt", {})},
-                                    {"prompt": {"method": method}, "source_mode": source_mode})
-    return out
 
 
 def run_sources(cfg: CLIPRunConfig, pool: BackbonePool, log: Any = print) -> dict[str, list[StageResult]]:

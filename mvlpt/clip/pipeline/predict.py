@@ -22,7 +22,27 @@ from mvlpt.core.errors import ConfigError, DataError, TaskIdError
 from mvlpt.core.runtime import move_to, resolve_device
 from mvlpt.core.distributed import DistInfo
 
-from .stages import load_trained, read_run, task_infos
+from .run_config import CLIPRunConfig
+from .stages import SavedRun, load_trained, read_run, task_infos
+
+
+def load_run_model(run_dir: str | Path | SavedRun, backbone: Backbone | None = None
+                   ) -> tuple[CLIPRunConfig, torch.nn.Module, Backbone]:
+    """A saved run's config, model and backbone, its ``config.json`` read once: a trained run's
+    :class:`~mvlpt.clip.task_model.CLIPTaskModel` with its best / latest prompts (:func:`~.stages.load_trained`),
+    or a zero-shot run's ``CLIPZeroShot`` (its templates)."""
+    run = run_dir if isinstance(run_dir, SavedRun) else read_run(run_dir, "run", zeroshot=True)
+    cfg = run.cfg
+    if not cfg.resolved_tasks:
+        where = run.path if isinstance(run_dir, SavedRun) else run_dir
+        raise ConfigError(f"{where}: its config.json lists no tasks (resolved_tasks); was it written by `mvlpt`?")
+    if cfg.stage == "zeroshot":
+        bb = backbone or create_backbone(cfg.backbone)
+        key = "ensemble_templates" if cfg.zeroshot_ensemble else "templates"
+        model: torch.nn.Module = CLIPZeroShot(bb.model, bb.tokenizer, task_infos(cfg.resolved_tasks),
+                                              [i[key] for i in cfg.resolved_tasks])
+        return cfg, model, bb
+    return load_trained(run, backbone)
 
 
 class Predictor:
@@ -46,17 +66,7 @@ class Predictor:
     def from_run(cls, run_dir: str | Path, device: str = "auto", backbone: Backbone | None = None) -> "Predictor":
         """Load the backbone and prompts named by ``run_dir/config.json`` (best checkpoint, else the latest;
         a zero-shot run has no prompts). The run's config is read once and passed down."""
-        run = read_run(run_dir, "run", zeroshot=True)
-        cfg = run.cfg
-        if not cfg.resolved_tasks:
-            raise ConfigError(f"{run_dir}: its config.json lists no tasks (resolved_tasks); was it written by `mvlpt`?")
-        if cfg.stage == "zeroshot":
-            bb = backbone or create_backbone(cfg.backbone)
-            key = "ensemble_templates" if cfg.zeroshot_ensemble else "templates"
-            model = CLIPZeroShot(bb.model, bb.tokenizer, task_infos(cfg.resolved_tasks),
-                                 [i[key] for i in cfg.resolved_tasks])
-        else:
-            cfg, model, bb = load_trained(run, backbone)
+        cfg, model, bb = load_run_model(run_dir, backbone)
         return cls(model, cfg.resolved_tasks, bb, device)
 
     @property

@@ -442,7 +442,7 @@ def load_run_config(path: str | Path | None = None, overrides: Sequence[str] = (
         raise ConfigError(f"{path}: {e}" if path is not None else str(e)) from None
     cfg.overrides = list(cfg.overrides) + [o for o in overrides if not o.startswith("overrides=")]
     if path is not None:  # a config file naming no backbone must not download the default silently
-        from .preflight import check_named_backbone
+        from .backbone_check import check_named_backbone
 
         check_named_backbone(raw, overrides, cfg.backbone, str(path))
     return cfg

@@ -221,6 +221,50 @@ def _select_and_test(trainer: Trainer, tasks: list[RunTask], out: dict[str, Any]
     return metrics, selection
 
 
+def init_run_dir(cfg: CLIPRunConfig, tasks: list[RunTask], run_dir: Path) -> None:
+    """Before a stage trains in ``run_dir``: clear it under ``fresh`` (before the manifests are written:
+    they belong to the new run; the Trainer binds it), then write the few-shot manifests."""
+    if cfg.fresh:
+        with RunLock(run_dir):
+            clear_run_dir(run_dir, keep=(LOCK_FILE,))
+    write_manifests(tasks, run_dir)
+
+
+@dataclass
+class StageModel:
+    """What a trained stage trains, built by :func:`build_stage_model`: ``cfg`` resolved (prepared by the
+    stage's hook, ``max_steps`` from ``train_epochs``, ``resolved_tasks``, ``run_dir``), the loaded ``tasks``,
+    the student ``model`` (prompts freshly initialised), the ``teacher`` (source stage) and ``select``
+    (whether the periodic evaluations run on validation sets and pick the checkpoint)."""
+
+    cfg: CLIPRunConfig
+    tasks: list[RunTask]
+    model: CLIPTaskModel
+    teacher: CLIPTaskModel | None
+    select: bool
+    run_dir: Path
+
+    def trainer(self) -> Trainer:
+        """The core :class:`~mvlpt.core.trainer.Trainer` of this stage (per-task training sets, ``collate_vl``,
+        the validation sets when selecting, else the reported split; the resolved config binds ``run_dir``)."""
+        return Trainer(self.model, [t.train for t in self.tasks], collate_vl, self.cfg.train, self.run_dir,
+                       eval_datasets=[t.val if self.select else t.eval for t in self.tasks], teacher=self.teacher,
+                       run_config=to_dict(self.cfg))
+
+
+def build_stage_model(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask], run_dir: Path) -> StageModel:
+    """The task model (and teacher) a trained stage starts from, the one :func:`run_training` trains:
+    the stage's preparation hook, then the prompts initialised under ``train.seed``."""
+    cfg, teacher = PREPARE[cfg.stage](cfg, bb, tasks)
+    cfg = _steps(cfg, tasks)
+    infos = [t.info() for t in tasks]
+    cfg = dataclasses.replace(cfg, resolved_tasks=infos, run_dir=str(run_dir))
+    select = all(t.val is not None for t in tasks) and selects_on_val(cfg)
+    seed_everything(cfg.train.seed)  # prompt initialisation does not depend on what was loaded before
+    model = CLIPTaskModel(bb.model, bb.tokenizer, task_infos(infos), cfg.prompt, cfg.stage)
+    return StageModel(cfg, tasks, model, teacher, select, Path(run_dir))
+
+
 def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageResult:
     """Train the prompts of ``cfg.stage`` (teachers, source, target or single) and evaluate them.
 
@@ -239,20 +283,11 @@ def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
     bb = backbone or create_backbone(cfg.backbone)
     tasks = load_run_tasks(cfg, bb.preprocess)
     run_dir = shots_run_dir(cfg, cfg.resolved_run_dir(), tasks)  # k24of32_s1 when K was lowered
-    if cfg.fresh:  # before the manifests are written: they belong to the new run (the Trainer binds it)
-        with RunLock(run_dir):
-            clear_run_dir(run_dir, keep=(LOCK_FILE,))
-    write_manifests(tasks, run_dir)
-    cfg, teacher = PREPARE[cfg.stage](cfg, bb, tasks)
-    cfg = _steps(cfg, tasks)
-    infos = [t.info() for t in tasks]
-    cfg = dataclasses.replace(cfg, resolved_tasks=infos, run_dir=str(run_dir))
-    select = all(t.val is not None for t in tasks) and selects_on_val(cfg)
-    seed_everything(cfg.train.seed)  # prompt initialisation does not depend on what was loaded before
-    model = CLIPTaskModel(bb.model, bb.tokenizer, task_infos(infos), cfg.prompt, cfg.stage)
-    trainer = Trainer(model, [t.train for t in tasks], collate_vl, cfg.train, run_dir,
-                      eval_datasets=[t.val if select else t.eval for t in tasks], teacher=teacher,
-                      run_config=to_dict(cfg))
+    init_run_dir(cfg, tasks, run_dir)
+    built = build_stage_model(cfg, bb, tasks, run_dir)
+    cfg, teacher, model, select = built.cfg, built.teacher, built.model, built.select
+    infos = cfg.resolved_tasks
+    trainer = built.trainer()
     out = trainer.fit()  # refuses a run of another config in run_dir (cleared above when cfg.fresh)
     names = [i["name"] for i in infos]
     selection = None
@@ -420,5 +455,5 @@ def evaluate_trained(run_dir: str | Path | SavedRun, cfg: CLIPRunConfig,
     return evaluate(model, [t.eval for t in tasks], collate_vl, run.cfg.train)
 
 
-__all__ = ["RUNNERS", "SavedRun", "StageResult", "config_from_run", "evaluate_trained", "load_trained", "read_run",
-           "run_single", "run_source", "run_stage", "run_target", "run_teachers", "run_training", "run_zeroshot"]
+__all__ = ["RUNNERS", "SavedRun", "StageModel", "StageResult", "build_stage_model", "config_from_run", "evaluate_trained",
+           "init_run_dir", "load_trained", "read_run", "run_single", "run_source", "run_stage", "run_target", "run_teachers", "run_training", "run_zeroshot"]

@@ -25,86 +25,21 @@ has ``split``, ``selected_on`` and ``best_step`` per run.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tqdm.auto import tqdm
 
 from mvlpt.core.config import to_dict
-from mvlpt.core.errors import ConfigError
 from mvlpt.core.provenance import git_commit, provenance_line
 from mvlpt.core.run_dir import EXCLUDED, fingerprint
 
 from .backbones import BackbonePool
+from .plan import Cell, cell_config, cell_fingerprint, cells, sweep_dir, target_of
 from .preflight import preflight
 from .report import RUNS_FILE, append_row, harmonic_mean, read_rows, write_sweep_results
-from .run_config import CLIPRunConfig, MethodSpec, TaskEntry, config_for_stage, merge, slug
+from .run_config import CLIPRunConfig
 from .stages import evaluate_trained, run_stage
-
-
-@dataclass
-class Cell:
-    method: MethodSpec
-    shots: int
-    seed: int
-
-    @property
-    def key(self) -> tuple[str, int, int]:
-        return (self.method.name, self.shots, self.seed)
-
-
-def target_of(cfg: CLIPRunConfig) -> TaskEntry:
-    """The sweep's target task (an error naming the key when it is missing)."""
-    if not isinstance(cfg.target, TaskEntry):
-        raise ConfigError("a few-shot sweep needs 'target' (a dataset name or mapping)")
-    return cfg.target
-
-
-def sweep_dir(cfg: CLIPRunConfig) -> Path:
-    """``sweep.out_dir`` or ``<output_dir>/fewshot_<target>``."""
-    if cfg.sweep.out_dir:
-        return Path(cfg.sweep.out_dir)
-    return Path(cfg.output_dir) / f"fewshot_{slug(target_of(cfg).name)}"
-
-
-def cells(cfg: CLIPRunConfig) -> list[Cell]:
-    """The sweep's cells, method-major; a zero-shot method is one cell (K = 0, seed = 0). The seeds
-    of K are ``sweep.seeds_at[K]`` when given, else ``sweep.seeds``."""
-    out = []
-    for m in cfg.sweep.methods:
-        if m.stage == "zeroshot":
-            out.append(Cell(m, 0, 0))
-        else:
-            out += [Cell(m, k, s) for k in cfg.sweep.shots for s in cfg.sweep.seeds_for(k)]
-    return out
-
-
-def cell_config(cfg: CLIPRunConfig, cell: Cell, out_dir: Path, classes: str | None = None) -> CLIPRunConfig:
-    """The stage config of one cell: the target with K shots / seed, the method's prompt and overrides."""
-    target = to_dict(target_of(cfg))
-    target.update(shots=cell.shots, seed=cell.seed or target.get("seed", 1))
-    if classes is not None:
-        target["classes"] = classes
-    run = out_dir / slug(cell.method.name) / (f"k{cell.shots}_s{cell.seed}" if cell.shots else "zeroshot")
-    if classes == "new":
-        run = run.with_name(run.name + "_new")
-    extra: dict[str, Any] = {"target": target, "run_dir": str(run), "zeroshot_ensemble": cell.method.ensemble}
-    if cell.seed:
-        extra["train"] = {"seed": cell.seed}
-    if cell.shots in cfg.sweep.epochs_by_shots:
-        extra["train_epochs"] = cfg.sweep.epochs_by_shots[cell.shots]
-    if cell.method.method:
-        extra["prompt"] = {"method": cell.method.method}
-    if cell.method.source_mode:
-        extra["source_mode"] = cell.method.source_mode
-    return config_for_stage(cfg, cell.method.stage, merge(extra, cell.method.overrides))
-
-
-def cell_fingerprint(cfg: CLIPRunConfig, cell: Cell, out_dir: Path) -> str:
-    """The fingerprint of a cell's stage config (:mod:`mvlpt.core.run_dir`): ``runs.jsonl`` rows carry it,
-    and a finished cell is skipped only when it matches."""
-    return fingerprint(to_dict(cell_config(cfg, cell, out_dir, "base" if cfg.sweep.base_to_new else None)))
 
 
 def run_cell(cfg: CLIPRunConfig, cell: Cell, out_dir: Path, pool: BackbonePool) -> dict[str, Any]:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from mvlpt.core.stages import SourceRuns, Stage
 
-from . import register_prompt_method
+from .registry import register_prompt_method
 from .base import BackboneDims, Prompts, PromptSet, TextEmbedder, stage_prompt, text_prompt_shape
 
 

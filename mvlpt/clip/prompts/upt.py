@@ -20,7 +20,7 @@ from mvlpt.core.checkpoint import load_module_state, sub_state
 from mvlpt.core.errors import CheckpointError, ConfigError
 from mvlpt.core.stages import SourceRuns, Stage, resolve_prompt_config
 
-from . import register_prompt_method
+from .registry import register_prompt_method
 from .base import (BackboneDims, Prompts, PromptSet, TextEmbedder, stage_prompt, text_prompt_shape,
                    visual_prompt_shape)
 
