@@ -9,8 +9,8 @@ Scenarios (per method):
 * ``single``: one 1,000-class task.
 
 The reference always encodes every class of every task at context length 77 in half precision;
-``ours`` is :class:`mvlpt.clip.CLIPTaskModel` under bf16 autocast (fp32 weights, the core Trainer's
-CUDA default), source stage (decomposed per-task prompts) for the union, ``single`` stage for one task.
+``ours`` is :class:`mvlpt.clip.CLIPTaskModel` in the core Trainer's precision (``--precision auto``: bf16
+autocast on CUDA, fp32 on CPU; fp32 weights), source stage (decomposed per-task prompts) for the union, ``single`` stage for one task.
 A step is forward + backward + optimizer step (reference: SGD on half-precision prompts, as CoOp;
 ours: the core's AdamW, fused on CUDA).
 
@@ -133,14 +133,15 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--size", choices=list(cs.SIZES), default="small")
     ap.add_argument("--methods", default=",".join(cs.METHODS), help=f"comma-separated subset of {list(cs.METHODS)}")
-    ap.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
-                    help="ours: bf16 autocast (default) or fp32")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                    help="ours: what the core Trainer runs (auto: bf16 autocast on CUDA, fp32 on CPU; "
+                         "train.precision), or bf16 autocast / fp32")
     ap.add_argument("--ours-weights", choices=["fp32", "bf16"], default="fp32",
                     help="dtype of ours' frozen backbone weights: fp32 (the library's default; autocast re-casts "
                          "frozen weights at every use) or bf16 (cast once)")
     ap.add_argument("--ref-dtype", choices=["auto", *DTYPES], default="auto",
-                    help="reference weight dtype; auto = fp16 on CUDA (as CoOp), bf16 on CPU (CPU fp16 matmuls "
-                         "are ~100x slower than bf16 here, which would flatter ours)")
+                    help="reference weight dtype; auto = fp16 on CUDA (as CoOp), fp32 on CPU (CoOp's prec fp32, "
+                         "ours' CPU precision too; CPU fp16 matmuls are ~100x slower, which would flatter ours)")
     ap.add_argument("--repeats", type=int)
     ap.add_argument("--warmup", type=int)
     ap.add_argument("--steps-per-round", type=int)
@@ -162,12 +163,16 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     bad = [m for m in methods if m not in cs.METHODS]
     if bad:
         raise SystemExit(f"unknown methods {bad}; choose from {list(cs.METHODS)}")
-    ref_name = args.ref_dtype if args.ref_dtype != "auto" else ("fp16" if device.type == "cuda" else "bf16")
+    # the reference in CoOp's precision on that device: fp16 on CUDA (its default), fp32 on CPU (its `prec: fp32`,
+    # the precision ours runs there too, so the CPU ratios compare the work done, not the arithmetic used)
+    ref_name = args.ref_dtype if args.ref_dtype != "auto" else ("fp16" if device.type == "cuda" else "fp32")
+
+    from mvlpt.core.runtime import autocast, resolve_precision
+
+    args.precision = resolve_precision(args.precision, device)
 
     def amp() -> contextlib.AbstractContextManager:
-        if args.precision == "bf16":
-            return torch.autocast(device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(args.precision, device)  # the Trainer's own autocast
 
     backbone, tokenizer = cs.build_backbone(size, args.seed)
     ref_backbone = cs.reference_backbone(backbone)
@@ -211,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     n_union = sum(len(t.classnames) for t in union)
     model_name = size["model"] if isinstance(size["model"], str) else "small CLIP"
     print(f"\nCLIP prompt-tuning training ({args.size}: {model_name}, batch {bs}, union {n_union} classes / "
-          f"{len(union)} tasks, single {len(single[0].classnames)} classes; ours {args.precision} autocast on "
+          f"{len(union)} tasks, single {len(single[0].classnames)} classes; ours {args.precision} on "
           f"{args.ours_weights} weights, reference {ref_name} weights) on {bc.device_name(device)}")
     table = bc.print_table(rows, [
         ("method", "method"), ("variant", "variant"), ("img/s", "images/s (ratio)"), ("best", "best round"),
@@ -222,7 +227,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "env": bc.environment(device, ["open_clip_torch"]),
         "config": {"size": args.size, "model": size["model"], "batch_size": bs, "steps_per_round": n,
                    "warmup_rounds": size["warmup"], "repeats": size["repeats"],
-                   "ours_precision": f"{args.precision} autocast", "ours_weights": args.ours_weights,
+                   "ours_precision": args.precision, "ours_weights": args.ours_weights,
                    "reference_dtype": ref_name, "union_tasks": {t.name: len(t.classnames) for t in union},
                    "union_classes": n_union, "single_classes": len(single[0].classnames),
                    "sampling": "proportional to 16-shot sizes", "class_token_position": "end",

@@ -1,7 +1,7 @@
 """Text branch: training throughput (input tokens/s) and memory of MPT on T5 — ours against PEFT.
 
 Variants, all on the same randomly initialised T5 (one shared frozen backbone), the same batches
-(mixed-task, every input exactly ``--input-len`` tokens) and the same precision (bf16 autocast):
+(mixed-task, every input exactly ``--input-len`` tokens) and the same precision (the core Trainer's: bf16 autocast on CUDA, fp32 on CPU):
 
 * ``ours``: :class:`text_mpt.model.PromptedT5` with a core ``DecomposedPrompt`` (``P* ⊙ U_k V_kᵀ``,
   rank 1) on the encoder input; the loss is the teacher-forced gold answer (``score_all=False``,
@@ -125,8 +125,8 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--device", default="auto")
     ap.add_argument("--size", choices=list(SIZES), default="small")
-    ap.add_argument("--precision", choices=["bf16", "fp32"], default="bf16",
-                    help="bf16 autocast for every variant (default) or fp32")
+    ap.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                    help="the same for every variant: auto = the core Trainer's (bf16 autocast on CUDA, fp32 on CPU)")
     ap.add_argument("--variants", default=",".join(VARIANTS), help=f"comma-separated, from {VARIANTS + OPTIONAL}")
     ap.add_argument("--repeats", type=int, help="timed rounds per variant (default: per size)")
     ap.add_argument("--warmup", type=int, help="untimed rounds per variant (default: per size)")
@@ -158,10 +158,12 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         b["peft_labels"] = peft_labels(b)
     batches = [{k: v.to(device, non_blocking=True) if torch.is_tensor(v) else v for k, v in b.items()} for b in batches]
 
+    from mvlpt.core.runtime import autocast, resolve_precision
+
+    args.precision = resolve_precision(args.precision, device)
+
     def amp() -> contextlib.AbstractContextManager:
-        if args.precision == "bf16":
-            return torch.autocast(device.type, dtype=torch.bfloat16)
-        return contextlib.nullcontext()
+        return autocast(args.precision, device)  # the Trainer's own autocast, for every variant
 
     steps: dict[str, Callable[[], None]] = {}
     rounds: dict[str, Callable[[], None]] = {}

@@ -9,7 +9,8 @@ Stages (``text-mpt`` commands, YAML configs under ``configs/text/``):
 
 Modules: :mod:`~text_mpt.tasks` (formats, verbalizers), :mod:`~text_mpt.data` (loading, batching),
 :mod:`~text_mpt.model` (:class:`PromptedT5`), :mod:`~text_mpt.pipeline` (stages),
-:mod:`~text_mpt.inference` (:class:`Predictor`), :mod:`~text_mpt.peft_io`, :mod:`~text_mpt.cli`.
+:mod:`~text_mpt.inference` (:class:`Predictor`), :mod:`~text_mpt.peft_io`, :mod:`~text_mpt.cli`;
+:func:`~text_mpt.entry.create_prompted_model` is the one-call Python entry (a config or a saved run → a model).
 Names below are imported lazily, so ``import text_mpt`` stays light.
 """
 
@@ -19,6 +20,8 @@ import importlib
 from typing import Any
 
 _EXPORTS = {
+    "create_prompted_model": "entry",
+    "PromptedModel": "entry",
     "PromptedT5": "model",
     "Predictor": "inference",
     "load_trained": "inference",

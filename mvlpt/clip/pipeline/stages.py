@@ -285,8 +285,7 @@ def run_training(cfg: CLIPRunConfig, backbone: Backbone | None = None) -> StageR
     run_dir = shots_run_dir(cfg, cfg.resolved_run_dir(), tasks)  # k24of32_s1 when K was lowered
     init_run_dir(cfg, tasks, run_dir)
     built = build_stage_model(cfg, bb, tasks, run_dir)
-    cfg, teacher, model, select = built.cfg, built.teacher, built.model, built.select
-    infos = cfg.resolved_tasks
+    cfg, select, infos = built.cfg, built.select, built.cfg.resolved_tasks
     trainer = built.trainer()
     out = trainer.fit()  # refuses a run of another config in run_dir (cleared above when cfg.fresh)
     names = [i["name"] for i in infos]
