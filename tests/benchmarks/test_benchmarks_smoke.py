@@ -56,7 +56,7 @@ def test_clip_benchmark_tiny(tmp_path, capsys):
     _load("clip_train_throughput").main(["--size", "tiny", "--device", "cpu", "--out", str(out)])
     data = json.loads(out.read_text())
     assert data["benchmark"] == "clip_train_throughput"
-    assert data["config"]["reference_dtype"] == "bf16" and data["config"]["union_classes"] == union == 32
+    assert data["config"]["reference_dtype"] == "fp32" and data["config"]["ours_precision"] == "fp32" and data["config"]["union_classes"] == union == 32
     assert set(data["methods"]) == {"mcoop", "mvpt", "mupt"}
     for res in data["methods"].values():
         variants = res["variants"]
