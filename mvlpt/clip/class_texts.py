@@ -18,7 +18,8 @@ every end-of-text token, so the features equal the per-task calls to float toler
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+import weakref
+from typing import Any, Callable, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -31,12 +32,38 @@ from .text_tower import TextTower
 Tokenizer = Callable[..., Tensor]
 
 
-def tokenize(tokenizer: Tokenizer, texts: Sequence[str], context_length: int) -> Tensor:
-    """Token ids ``(N, context_length)`` (truncated texts keep their end-of-text token)."""
+#: tokenizer → {(context_length, text): ids row}; BPE tokenisation is pure Python and costs more than a
+#: tiny text tower's forward, while prompt tuning tokenises the same few texts (class names, VQA
+#: question forms) every step. Weakly keyed: entries go with their tokenizer.
+_TOKEN_ROWS: "weakref.WeakKeyDictionary[Any, dict[tuple[int, str], Tensor]]" = weakref.WeakKeyDictionary()
+TOKEN_CACHE_SIZE = 200_000  # rows per tokenizer (a few MB of int64 at context 32); emptied when full
+
+
+def _tokenize(tokenizer: Tokenizer, texts: list[str], context_length: int) -> Tensor:
     try:
-        return tokenizer(list(texts), context_length=context_length)
+        return tokenizer(texts, context_length=context_length)
     except TypeError:  # tokenizers without a context_length argument
-        return tokenizer(list(texts))[:, :context_length]
+        return tokenizer(texts)[:, :context_length]
+
+
+def tokenize(tokenizer: Tokenizer, texts: Sequence[str], context_length: int) -> Tensor:
+    """Token ids ``(N, context_length)`` (truncated texts keep their end-of-text token). Each distinct
+    text is tokenised once per tokenizer and context length (the ids are a pure function of both)."""
+    texts = list(texts)
+    try:
+        rows = _TOKEN_ROWS.setdefault(tokenizer, {})
+    except TypeError:  # a tokenizer that cannot be weakly referenced: no cache
+        return _tokenize(tokenizer, texts, context_length)
+    missing = list(dict.fromkeys(t for t in texts if (context_length, t) not in rows))
+    if missing and len(rows) + len(missing) > TOKEN_CACHE_SIZE:
+        rows.clear()
+        missing = list(dict.fromkeys(texts))
+    if missing:
+        ids = _tokenize(tokenizer, missing, context_length)
+        rows.update(((context_length, t), r.clone()) for t, r in zip(missing, ids))
+    if not texts:
+        return _tokenize(tokenizer, texts, context_length)
+    return torch.stack([rows[(context_length, t)] for t in texts])
 
 
 def start_offset(tokenizer: Tokenizer, ids: Tensor) -> int:

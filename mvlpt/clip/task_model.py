@@ -211,6 +211,14 @@ class CLIPTaskModel(TaskModel):
         return out
 
     def _pair_features(self, k: int, questions: list[str], ctx: Tensor | None) -> Tensor:
+        """Text features ``(Q, n_answers, e)`` of each question paired with each candidate answer. A
+        question asked several times in the batch is encoded once (its features depend only on the text
+        and the task's context): VQA sets repeat a few question forms, so this is most of the saving."""
+        unique = list(dict.fromkeys(questions))
+        if len(unique) < len(questions):
+            row = {q: i for i, q in enumerate(unique)}
+            feats = self._pair_features(k, unique, ctx)
+            return feats[torch.tensor([row[q] for q in questions], device=feats.device)]
         task = self.tasks[k]
         n_ans = self.layout.sizes[k]
         texts = pair_texts(vqa_template(task, self.cfg.vqa_template), questions, task.classnames[:n_ans])

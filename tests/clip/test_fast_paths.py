@@ -141,3 +141,24 @@ def test_a_step_reads_the_host_once_and_the_teacher_never(backbone, monkeypatch)
     assert s_count.calls == ["tolist"]  # the batch's task ids, once
     assert t_count.calls == []  # the same batch tensor: read already
     assert torch.isfinite(out.loss)
+
+
+def test_tokenize_caches_each_text_once_and_returns_the_tokenizers_ids(backbone):
+    """The token-id cache is exact (same ids as the tokenizer, any order, truncation included) and calls the
+    tokenizer only for texts it has not seen at that context length."""
+    from mvlpt.clip import class_texts
+
+    tok = backbone[1]
+    calls: list[list[str]] = []
+
+    def counting(texts, context_length=77):
+        calls.append(list(texts))
+        return tok(texts, context_length=context_length)
+
+    texts = ["a photo of a cat.", "question: what color is it? answer: red.", "word " * 60, "a photo of a cat."]
+    first = class_texts.tokenize(counting, texts, 16)
+    assert torch.equal(first, tok(texts, context_length=16))
+    again = class_texts.tokenize(counting, texts[::-1] + ["new text"], 16)
+    assert torch.equal(again, tok(texts[::-1] + ["new text"], context_length=16))
+    assert torch.equal(class_texts.tokenize(counting, texts[:1], 24), tok(texts[:1], context_length=24))
+    assert calls == [texts[:3], ["new text"], texts[:1]]

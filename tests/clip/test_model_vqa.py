@@ -112,3 +112,33 @@ def test_zero_shot_template_ensemble(backbone):
     recs = zs.predict(collate_vl(samples()))
     assert len(recs) == 4 and set(zs.compute_metrics(recs)) >= {"shapes/accuracy", "vqa/accuracy", "score"}
     assert zs.prompt_modules() == {} and zs.trainable_parameters_per_task()["total"] == 0
+
+
+@pytest.mark.parametrize("class_specific", [False, True])
+def test_a_repeated_question_is_encoded_once_with_the_same_loss_and_gradients(backbone, class_specific):
+    """Questions asked several times in a batch are encoded once; loss and context gradients equal those of
+    encoding every row separately (the straightforward path, one question per call)."""
+    model, tok, _ = backbone
+    cfg = CLIPPromptConfig(method="coop", text=PromptConfig(length=2, init_std=0.1), vqa_max_answers=3,
+                           class_specific_context=class_specific)
+    torch.manual_seed(0)
+    m = CLIPTaskModel(model, tok, TASKS, cfg, "single")
+    rows = samples()
+    rows += [dict(rows[1], index=3), dict(rows[2], index=4), dict(rows[1], index=5)]  # repeats
+    batch = collate_vl(rows)
+    calls: list[int] = []
+    encode = m.pair_texts.encode
+    m.pair_texts.encode = lambda part, *a, **k: (calls.append(len(part["ids"])), encode(part, *a, **k))[1]
+    out = m.step(batch)
+    out.loss.backward()
+    fast_loss, fast_grads = out.loss.detach(), [p.grad.clone() for p in m.parameters() if p.requires_grad]
+    m.pair_texts.encode = encode
+    m.zero_grad()
+    per_row = m._pair_features
+    m._pair_features = lambda k, qs, ctx: torch.cat([per_row(k, [q], ctx) for q in qs])
+    out = m.step(batch)
+    out.loss.backward()
+    torch.testing.assert_close(out.loss.detach(), fast_loss, rtol=1e-5, atol=1e-6)
+    for a, b in zip(fast_grads, [p.grad for p in m.parameters() if p.requires_grad]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert calls == [3 * 3]  # one text-tower call over the 3 distinct questions x 3 candidate answers (not 6 x 3)
