@@ -13,7 +13,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 import yaml
 
-from mvlpt.core.config import apply_overrides, deep_merge, from_dict, read_yaml
+from mvlpt.core.config import apply_overrides, deep_merge, from_dict_in, read_yaml
 from mvlpt.core.errors import ConfigError
 from mvlpt.core.stages import MPTStage, PromptConfig
 from mvlpt.core.train_config import TrainConfig
@@ -323,9 +323,4 @@ def load_run_config(path: str | Path | None, overrides: Sequence[str] = (), data
     if path is not None:
         raw = deep_merge(raw, _read_levels(Path(path)))
     raw = apply_overrides(raw, [canonical_override(o) for o in overrides], TextRunConfig)
-    try:
-        return from_dict(TextRunConfig, raw)
-    except ConfigError as e:
-        if path is not None:
-            raise ConfigError(f"{path}: {e}") from None
-        raise
+    return from_dict_in(TextRunConfig, raw, path)

@@ -277,6 +277,11 @@ def load_config(cls: type[T], path: str | Path | None = None, overrides: Sequenc
     if path is not None:
         raw = deep_merge(raw, read_yaml(path))
     raw = apply_overrides(raw, overrides, cls)
+    return from_dict_in(cls, raw, path)
+
+
+def from_dict_in(cls: type[T], raw: Mapping[str, Any], path: str | Path | None = None) -> T:
+    """:func:`from_dict`, its errors prefixed with the config file they come from (when there is one)."""
     try:
         return from_dict(cls, raw)
     except ConfigError as e:
