@@ -100,5 +100,9 @@ def test_sweep_table_shows_the_k_used_and_the_images_scored(tmp_path):
     head = md.splitlines()[2]
     assert "K=24 (of 32)" in head and "K=24 (of 64)" in head and "images (n)" in head and "unreadable" in head
     assert "| CoOp | 50.0 | 50.0 | 1 | 38 | 2 |" in md
+    assert "K=24 (of 32): the runs trained with fewer shots per class than asked" in md
+    plain = [{**r, "run_dir": ""} for r in rows]  # no data.json: the shots asked for, no such legend
+    md = Path(report.write_sweep_results(plain, tmp_path / "plain", [32, 64], title="pets")["table_md"]).read_text()
+    assert "K=32" in md.splitlines()[2] and "fewer shots" not in md
     runs_csv = Path(paths["runs_csv"]).read_text().splitlines()
     assert runs_csv[0].startswith("method,stage,prompt,shots,seed,accuracy,k_used,n_scored,unreadable")

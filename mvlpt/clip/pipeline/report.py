@@ -242,9 +242,11 @@ def write_sweep_results(rows: Sequence[dict[str, Any]], out_dir: str | Path, sho
              for r in with_n(pivot(summary, shots, labels), summary, shots)]
     md, table_csv = write_table(table, out_dir / "results", title=md_title or None, provenance=provenance)
     with md.open("a") as f:
+        fewer = [lab for lab in labels.values() if "(of " in str(lab)]
         f.write("\nn: runs per cell; images (n): evaluation images scored per run (unreadable ones are skipped, "
-                "counted under unreadable); K=24 (of 32): the run trained with 24 shots per class, the most its "
-                "smallest class has (data.if_too_few=largest).\n")
+                "counted under unreadable)"
+                + (f"; {fewer[0]}: the runs trained with fewer shots per class than asked, the most the smallest "
+                   "class has (data.if_too_few=largest)" if fewer else "") + ".\n")
     paired = paired_rows(rows, default_pairs(rows) if pairs is None else pairs, shots, metric)
     if paired:
         with md.open("a") as f:
