@@ -9,6 +9,7 @@ until a signal arrives: tests synchronise a kill on that file, not on the clock)
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -41,6 +42,9 @@ class SlowToy(ToyTaskModel):
 
 
 def main(argv: list[str]) -> None:
+    # a process started in the background of a non-interactive shell (CI) inherits SIGINT as ignored, and
+    # Python then installs no KeyboardInterrupt handler: restore it, so that the tests' SIGINT is Ctrl-C
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     run_dir, rest = argv[0], argv[1:]
     keys = ("sleep_per_step", "nan_at", "pause_at")
     extra = {k: float(v) for k, v in (a.split("=", 1) for a in rest if a.split("=")[0] in keys)}
