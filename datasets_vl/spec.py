@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Mapping
 
 from mvlpt.core.config import from_dict
+from mvlpt.core.data_root import env_data_root
 
 from .errors import ConfigError
 
 SourceName = Literal[
     "auto", "hf", "imagefolder", "coop_split", "vqav2", "easy_vqa", "easy_vqa_shape", "easy_vqa_color", "digits"
 ]
-DATA_ENV = "MVLPT_DATA"
 
 
 @dataclass
@@ -73,8 +72,9 @@ class DatasetSpec:
                 raise ConfigError(f"{self.name}: vqa_files.{split} needs keys {sorted(missing)}")
 
     def data_root(self) -> Path:
-        """``root``, else ``$MVLPT_DATA``, else ``./data``."""
-        return Path(self.root or os.environ.get(DATA_ENV) or "data").expanduser()
+        """``root``, else the data folder the environment names (``$MVLPT_DATA``, the one variable of both
+        heads: :func:`mvlpt.core.data_root.env_data_root`), else ``./data``."""
+        return Path(self.root).expanduser() if self.root else (env_data_root() or Path("data"))
 
 
 def make_spec(spec_or_name: "DatasetSpec | str | Mapping[str, Any]", **overrides: Any) -> DatasetSpec:
