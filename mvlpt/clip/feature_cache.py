@@ -66,25 +66,18 @@ class BatchMemo:
         return (images._version, tuple(images.shape), images.dtype, images.device,
                 autocast_state(images.device.type), weights_generation(visual))
 
-    def lookup(self, visual: nn.Module, images: Tensor) -> Tensor | None:
-        """The remembered features if ``images`` is the last batch tensor, unchanged, under the same weights."""
-        if self.ref is not None and self.ref() is images and self.key == self._key(visual, images):
+    def encode(self, visual: nn.Module, images: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
+        """``fn(images)`` (under ``no_grad``), or the features remembered for this very tensor (the last batch
+        tensor, unchanged, under the same weights and autocast state). The key is computed once per call."""
+        key = self._key(visual, images)
+        if self.ref is not None and self.ref() is images and self.key == key:
             self.hits += 1
             return self.value
-        return None
-
-    def store(self, visual: nn.Module, images: Tensor, value: Tensor) -> Tensor:
         self.misses += 1
-        self.ref, self.key, self.value = weakref.ref(images), self._key(visual, images), value.detach()
-        return self.value
-
-    def encode(self, visual: nn.Module, images: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
-        """``fn(images)`` (under ``no_grad``), or the features remembered for this very tensor."""
-        hit = self.lookup(visual, images)
-        if hit is not None:
-            return hit
         with torch.no_grad():
-            return self.store(visual, images, fn(images))
+            value = fn(images).detach()
+        self.ref, self.key, self.value = weakref.ref(images), key, value
+        return value
 
 
 def memo_of(visual: nn.Module) -> BatchMemo:
