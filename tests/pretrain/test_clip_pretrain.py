@@ -60,6 +60,14 @@ def test_config_refuses_targets_in_pretraining_and_unknown_keys():
         load_config(pretrain.ClipPretrainConfig, CONFIG, ["data.prefix_pro=0.1"])
 
 
+def test_pretrain_command_reports_config_errors_in_one_line(capsys):
+    # also under `python -m mvlpt.clip.pretrain`, which does not go through the mvlpt CLI
+    assert pretrain.main(["--config", str(CONFIG), "train.max_steps=20"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "warmup_steps (40) exceeds train.max_steps (20)" in err[0], err
+    assert "Traceback" not in "".join(err)
+
+
 def test_caption_dataset_draws_templates_and_prefixes():
     imgs, labels, names = pd.sklearn_digits_sample(4, 16)
     ds = pd.CaptionDataset(imgs, labels, names, "digit", prefix_prob=1.0)

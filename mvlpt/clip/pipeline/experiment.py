@@ -14,11 +14,12 @@ from typing import Any
 
 from mvlpt.clip.backbone import TINY_CLIP, tiny_clip_config
 from .backbones import BackbonePool
+from .jobs import Job, run_jobs
 from .plan import source_methods
 from .preflight import preflight
 from .run_config import CLIPRunConfig, config_for_stage
 from .stages import StageResult, run_stage
-from .sweep import run_fewshot
+from .sweep import quiet, run_fewshot
 
 
 def ensure_backbone(cfg: CLIPRunConfig, log: Any = print) -> CLIPRunConfig:
@@ -38,33 +39,66 @@ def ensure_backbone(cfg: CLIPRunConfig, log: Any = print) -> CLIPRunConfig:
                                                                   model_config=str(path)))
 
 
+def run_stage_job(cfg: CLIPRunConfig, pool: BackbonePool) -> StageResult:
+    """One stage run as a job (:mod:`.jobs`): ``cfg``'s stage on the pool's backbone."""
+    return run_stage(cfg, pool.get(cfg.backbone))
+
+
+def source_jobs(cfg: CLIPRunConfig) -> list[Job]:
+    """The experiment's source chains as jobs: ``teachers:<method>`` → ``source:<method>`` for each
+    prompt method the sweep transfers from with MPT, ``source:<method>_mvlpt`` for each one with
+    ``source_mode: mvlpt`` (no teachers)."""
+    jobs: list[Job] = []
+    for mode, stages in (("mpt", ("teachers", "source")), ("mvlpt", ("source",))):
+        for method, extra in source_methods(cfg, mode).items():
+            key = method if mode == "mpt" else f"{method}_{mode}"
+            tag = method + ("" if mode == "mpt" else f" · {mode}")
+            needs: tuple[str, ...] = ()
+            for stage in stages:
+                jobs.append(Job(f"{stage}:{key}", run_stage_job, (config_for_stage(cfg, stage, extra),), needs,
+                                label=f"{stage} · {tag}"))
+                needs = (f"{stage}:{key}",)
+    return jobs
+
+
+def _source_log(log: Any) -> tuple[Any, Any]:
+    def started(job: Job) -> None:
+        scfg = job.args[0]
+        log(f"[{job.label}] {len(scfg.tasks())} source tasks → {scfg.resolved_run_dir()}")
+
+    def done(job: Job, res: StageResult) -> None:
+        log(f"[{job.label}] " + ", ".join(f"{k}={v:.3f}" for k, v in res.metrics.items() if k.endswith("accuracy")))
+    return started, done
+
+
+def _by_source(jobs: list[Job], results: dict[str, Any]) -> dict[str, list[StageResult]]:
+    """``{method (or method_mvlpt): [stage results in order]}`` from the source jobs' results."""
+    out: dict[str, list[StageResult]] = {}
+    for job in jobs:
+        if job.key in results:
+            out.setdefault(job.key.split(":", 1)[1], []).append(results[job.key])
+    return out
+
+
 def run_sources(cfg: CLIPRunConfig, pool: BackbonePool, log: Any = print) -> dict[str, list[StageResult]]:
     """Teachers then source, for each prompt method the sweep transfers from with MPT (key: the
     method); the source stage alone (no teachers) for each one with ``source_mode: mvlpt`` (key:
-    ``<method>_mvlpt``)."""
-    done: dict[str, list[StageResult]] = {}
-    for mode, stages in (("mpt", ("teachers", "source")), ("mvlpt", ("source",))):
-        for method, extra in source_methods(cfg, mode).items():
-            results = []
-            tag = method + ("" if mode == "mpt" else f" · {mode}")
-            for stage in stages:
-                scfg = config_for_stage(cfg, stage, extra)
-                log(f"[{stage} · {tag}] {len(scfg.tasks())} source tasks → {scfg.resolved_run_dir()}")
-                res = run_stage(scfg, pool.get(scfg.backbone))
-                log(f"[{stage} · {tag}] " + ", ".join(f"{k}={v:.3f}" for k, v in res.metrics.items()
-                                                     if k.endswith("accuracy")))
-                results.append(res)
-            done[method if mode == "mpt" else f"{method}_mvlpt"] = results
-    return done
+    ``<method>_mvlpt``). Independent chains run side by side with ``cfg.workers`` > 1."""
+    jobs = source_jobs(cfg)
+    started, done = _source_log(log)
+    return _by_source(jobs, run_jobs(jobs, cfg.workers, pool, on_done=done, on_start=started, threads=cfg.threads))
 
 
 def run_experiment(cfg: CLIPRunConfig, log: Any = print, progress: bool = True) -> dict[str, Any]:
     """Sources, then the few-shot sweep; returns the sweep's output plus ``sources`` and ``time_s``.
-    Everything the experiment needs is checked first (:func:`~.preflight.preflight`)."""
+    Everything the experiment needs is checked first (:func:`~.preflight.preflight`). With
+    ``cfg.workers`` > 1 the sources and the cells share one job list: a cell that needs no source
+    (zero-shot, single-task) starts beside the source stages, a multitask cell once its source is done."""
     t0 = time.perf_counter()
     preflight(cfg, "experiment", log)
     pool = BackbonePool()
-    sources = run_sources(cfg, pool, log)
-    out = run_fewshot(cfg, pool, progress=progress)
-    out.update(sources=sources, time_s=time.perf_counter() - t0)
+    jobs = source_jobs(quiet(cfg) if cfg.workers > 1 else cfg)
+    started, done = _source_log(log)
+    out = run_fewshot(cfg, pool, progress=progress, before=jobs, on_done=done, on_start=started)
+    out.update(sources=_by_source(jobs, out["jobs"]), time_s=time.perf_counter() - t0)
     return out

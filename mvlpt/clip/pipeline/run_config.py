@@ -319,6 +319,11 @@ class CLIPRunConfig:
         zeroshot_ensemble: zero-shot stage uses each task's template ensemble.
         threads: torch CPU threads (0 = torch's default). Tiny models on a shared or small CPU
             often run faster on 1 thread than on several.
+        workers: processes that run an experiment's or sweep's independent stage runs side by side
+            (source chains, sweep cells; a cell waits for its source), each with ``threads`` torch
+            threads; 1 = one after another in this process. The results do not depend on it (each
+            run has its own seed and directory); with ``workers × threads`` at most the CPU cores,
+            a sweep on a multi-core CPU finishes up to ``workers`` times sooner.
         stages: per-stage config sections merged over the top level (``{teachers: {train: {...}}}``).
         sweep: the few-shot sweep of ``mvlpt fewshot``.
         overrides: command-line ``key=value`` overrides, re-applied over every stage section.
@@ -346,6 +351,7 @@ class CLIPRunConfig:
     train_epochs: float = 0.0
     zeroshot_ensemble: bool = False
     threads: int = 0
+    workers: int = 1
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     overrides: list[str] = field(default_factory=list)
@@ -364,6 +370,8 @@ class CLIPRunConfig:
             raise ConfigError(f"train_epochs must be >= 0, found {self.train_epochs}")
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = torch's default), found {self.threads}")
+        if self.workers < 1:
+            raise ConfigError(f"workers must be >= 1 (1 = runs one after another in this process), found {self.workers}")
         if self.source_mode not in SOURCE_MODES:
             raise ConfigError(f"source_mode must be one of {', '.join(SOURCE_MODES)}, found {self.source_mode!r}")
 

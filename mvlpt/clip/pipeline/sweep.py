@@ -24,9 +24,10 @@ has ``split``, ``selected_on`` and ``best_step`` per run.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 from tqdm.auto import tqdm
 
@@ -35,7 +36,8 @@ from mvlpt.core.provenance import git_commit, provenance_line
 from mvlpt.core.run_dir import EXCLUDED, fingerprint
 
 from .backbones import BackbonePool
-from .plan import Cell, cell_config, cell_fingerprint, cells, sweep_dir, target_of
+from .jobs import Job, run_jobs
+from .plan import Cell, cell_config, cell_fingerprint, cells, source_key, sweep_dir, target_of
 from .preflight import preflight
 from .report import RUNS_FILE, append_row, harmonic_mean, read_rows, write_sweep_results
 from .run_config import CLIPRunConfig
@@ -88,12 +90,45 @@ def split_note(rows: list[dict[str, Any]], default_split: str = "test") -> str:
     return f" — reported on {'/'.join(splits)}{sel}"
 
 
-def run_fewshot(cfg: CLIPRunConfig, pool: BackbonePool | None = None, progress: bool = True) -> dict[str, Any]:
+def pending_cells(cfg: CLIPRunConfig, out_dir: Path) -> list[Cell]:
+    """The sweep's cells that ``runs.jsonl`` does not hold with this very config (fingerprint)."""
+    done = {(r["method"], r["shots"], r["seed"]): r.get("config_fingerprint") for r in read_rows(out_dir / RUNS_FILE)}
+    # a finished cell of another config re-runs: its run dir refuses (naming the keys) or, fresh, retrains
+    return [c for c in cells(cfg) if not (c.key in done and done[c.key] == cell_fingerprint(cfg, c, out_dir))]
+
+
+def quiet(cfg: CLIPRunConfig) -> CLIPRunConfig:
+    """``cfg`` without per-run progress bars (runs side by side in worker processes would draw over
+    each other); ``train.progress`` is not part of any fingerprint."""
+    return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False))
+
+
+def cell_jobs(cfg: CLIPRunConfig, out_dir: Path, sources: Sequence[str] = ()) -> list[Job]:
+    """One job per pending cell; a multitask cell ``needs`` its source job when that job is among
+    ``sources`` (an experiment trains its sources in the same job list)."""
+    jobs = []
+    for c in pending_cells(cfg, out_dir):
+        src = f"source:{source_key(cfg, c)}"
+        jobs.append(Job(f"cell:{c.method.name}:k{c.shots}:s{c.seed}", run_cell, (cfg, c, out_dir),
+                        needs=(src,) if src in sources else (), label=f"{c.method.name} K={c.shots} seed={c.seed}"))
+    return jobs
+
+
+def run_fewshot(cfg: CLIPRunConfig, pool: BackbonePool | None = None, progress: bool = True,
+                before: Sequence[Job] = (), on_done: Callable[[Job, Any], None] | None = None,
+                on_start: Callable[[Job], None] | None = None) -> dict[str, Any]:
     """Run (or resume) the sweep; write ``runs.csv``, ``results.md``/``.csv``, ``paired.csv`` and ``results.png``
     (the multitask − baseline pairs: :meth:`~mvlpt.clip.pipeline.run_config.SweepConfig.pairs`).
 
-    Returns ``{"rows": [...], "paths": {...}, "table": markdown}``. Called without a ``pool`` (a command's
-    entry), it first checks every cell (:func:`~.preflight.preflight`); a caller sharing its pool checks itself.
+    Cells run one after another, or ``cfg.workers`` at a time in worker processes
+    (:func:`~.jobs.run_jobs`); each finished cell is appended to ``runs.jsonl`` at once. ``before``
+    are jobs to run in the same list (an experiment's source stages; ``on_start`` / ``on_done`` are
+    called for them, e.g. to log),
+    and a multitask cell waits for its source among them.
+
+    Returns ``{"rows": [...], "paths": {...}, "table": markdown, "jobs": {key: result}}``. Called
+    without a ``pool`` (a command's entry), it first checks every cell (:func:`~.preflight.preflight`);
+    a caller sharing its pool checks itself.
     """
     if pool is None:
         preflight(cfg, "fewshot")
@@ -101,13 +136,27 @@ def run_fewshot(cfg: CLIPRunConfig, pool: BackbonePool | None = None, progress: 
     out_dir = sweep_dir(cfg)
     runs_file = out_dir / RUNS_FILE
     todo = cells(cfg)
-    done = {(r["method"], r["shots"], r["seed"]): r.get("config_fingerprint") for r in read_rows(runs_file)}
-    bar = tqdm(todo, desc="few-shot sweep", disable=not progress, dynamic_ncols=True)
-    for cell in bar:
-        bar.set_postfix_str(f"{cell.method.name} K={cell.shots} seed={cell.seed}")
-        if cell.key in done and done[cell.key] == cell_fingerprint(cfg, cell, out_dir):
-            continue  # finished with this very config; another config re-runs it (its run dir refuses or, fresh, retrains)
-        append_row(runs_file, run_cell(cfg, cell, out_dir, pool))
+    run_cfg = quiet(cfg) if cfg.workers > 1 else cfg
+    jobs = list(before) + cell_jobs(run_cfg, out_dir, [j.key for j in before])
+    n_cells = len(jobs) - len(before)
+    bar = tqdm(total=len(todo) + len(before), initial=len(todo) - n_cells,  # cells already finished with this config
+               desc="experiment" if before else "few-shot sweep", disable=not progress, dynamic_ncols=True)
+
+    def started(job: Job) -> None:
+        bar.set_postfix_str(job.label)
+        if job.fn is not run_cell and on_start is not None:
+            with tqdm.external_write_mode():
+                on_start(job)
+
+    def finished(job: Job, result: Any) -> None:
+        if job.fn is run_cell:
+            append_row(runs_file, result)
+        elif on_done is not None:
+            with tqdm.external_write_mode():
+                on_done(job, result)
+        bar.update(1)
+
+    results = run_jobs(jobs, cfg.workers, pool, on_done=finished, on_start=started, threads=cfg.threads)
     bar.close()
     wanted = {c.key for c in todo}
     latest: dict[tuple[str, int, int], dict[str, Any]] = {}
@@ -130,4 +179,4 @@ def run_fewshot(cfg: CLIPRunConfig, pool: BackbonePool | None = None, progress: 
             sub = write_sweep_results(rows, out_dir / m, cfg.sweep.shots, m, f"Few-shot transfer to {target}: {m} classes",
                                       note=note, pairs=cfg.sweep.pairs(cfg.method), provenance=prov)
             paths.update({f"{m}_{k}": v for k, v in sub.items()})
-    return {"rows": rows, "paths": paths, "table": Path(paths["table_md"]).read_text()}
+    return {"rows": rows, "paths": paths, "table": Path(paths["table_md"]).read_text(), "jobs": results}
