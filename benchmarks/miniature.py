@@ -72,6 +72,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k1-seeds", nargs="*", type=int, default=[1, 2, 3, 4, 5],
                    help="seeds at K=1 (sweep.seeds_at; the variance is largest there); empty: --seeds")
     p.add_argument("--device", default="auto", help="cpu | cuda | auto")
+    p.add_argument("--workers", type=int, default=1,
+                   help="CLIP: stage runs side by side in worker processes (the configs' `workers`; results do not depend on it)")
     p.add_argument("--upt", action="store_true", help="also UPT / MUPT (one more teachers+source pair)")
     p.add_argument("--teacher-steps", type=int, default=None, help="CLIP teachers stage steps (default: the config's)")
     p.add_argument("--source-steps", type=int, default=None, help="CLIP source stage steps (default: the config's)")
@@ -148,7 +150,7 @@ def clip_overrides(args: argparse.Namespace, device: str, target: str, per_targe
     if getattr(args, "distill_ablation", False):  # the same target stage, adapted from the undistilled source
         methods.append({"name": "MCoOp (no distill)", "stage": "target", "method": "coop", "baseline": "CoOp",
                         "overrides": {**steps(), "source_path": str(out / NO_DISTILL_SOURCE)}})
-    ov = [f"output_dir={out}", f"train.device={device}"]
+    ov = [f"output_dir={out}", f"train.device={device}", f"workers={args.workers}"]
     if not per_target:
         sources = [{"dataset": "cifar10", "shots": 16, "max_eval": args.source_max_eval},
                    {"dataset": "mnist", "shots": 16, "max_eval": args.source_max_eval, "hflip": False},
