@@ -36,6 +36,13 @@ EXCLUDED: tuple[str, ...] = (
 )
 
 
+#: keys added after runs were made, left out of the fingerprint while they hold the value that gives the
+#: old behaviour, so that a run made before the key existed keeps its fingerprint (and resumes) after an upgrade
+ADDED_AT_DEFAULT: dict[str, Any] = {
+    "train.select_ties": "first",
+}
+
+
 class RunConfigMismatchError(MVLPTError, ValueError):
     """A run directory holds a run of another config (resuming would mix two runs)."""
 
@@ -59,6 +66,8 @@ def flatten(config: Mapping[str, Any], exclude: Iterable[str] = EXCLUDED) -> dic
             for k, v in node.items():
                 walk(v, f"{prefix}.{k}" if prefix else str(k))
         elif prefix and not _excluded(prefix, exclude):
+            if prefix in ADDED_AT_DEFAULT and node == ADDED_AT_DEFAULT[prefix]:
+                return
             out[prefix] = node
 
     walk(_plain(config), "")

@@ -40,6 +40,10 @@ class TrainConfig:
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
         select_metric / select_mode: metric (from the task model's ``compute_metrics``) used to
             pick the best checkpoint, and whether larger is better.
+        select_ties: which checkpoint wins a tie on ``select_metric``: ``first`` (the earliest, as
+            Keras and the Hugging Face Trainer keep it) or ``last`` (the latest). On a small
+            validation set (few-shot: a few images per class) the score is often flat over the
+            run, and ``first`` then reports the checkpoint nearest the initialisation.
         progress: show a tqdm bar.
         tensorboard: also log to TensorBoard when it is installed.
         health: end-of-stage health checks (chance-level tasks, collapsed class texts, prompt norm).
@@ -65,6 +69,7 @@ class TrainConfig:
     device: str = "auto"
     select_metric: str = "score"
     select_mode: Literal["max", "min"] = "max"
+    select_ties: Literal["first", "last"] = "first"
     progress: bool = True
     tensorboard: bool = True
     optim: OptimConfig = field(default_factory=OptimConfig)

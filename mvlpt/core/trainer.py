@@ -202,7 +202,9 @@ class Trainer:
         if key not in metrics:
             return
         score = metrics[key]
-        better = self.best["score"] is None or (score > self.best["score"] if self.cfg.select_mode == "max" else score < self.best["score"])
+        best = self.best["score"]
+        tie = best is not None and score == best and self.cfg.select_ties == "last"
+        better = best is None or tie or (score > best if self.cfg.select_mode == "max" else score < best)
         if better:
             self.best = {"score": score, "step": self.step, "metrics": metrics}
             if self.info.is_main:

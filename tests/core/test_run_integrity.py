@@ -63,6 +63,18 @@ def test_fingerprint_ignores_the_excluded_keys_only():
     assert "train.keep_last" in EXCLUDED and "train.optim.lr" not in EXCLUDED
 
 
+def test_a_key_added_later_keeps_old_fingerprints_at_its_old_behaviour():
+    # runs made before train.select_ties existed have no such key; at "first" (the old rule) they keep
+    # their fingerprint, so they resume after an upgrade; "last" changes results and the fingerprint
+    old = {"train": {"optim": {"lr": 0.05}, "seed": 0}}
+    new = json.loads(json.dumps(old))
+    new["train"]["select_ties"] = "first"
+    assert fingerprint(new) == fingerprint(old) and config_diff(old, new) == []
+    new["train"]["select_ties"] = "last"
+    assert fingerprint(new) != fingerprint(old)
+    assert config_diff(old, new)[0][0] == "train.select_ties"
+
+
 # ------------------------------------------------------------------------------------------ finding 1
 
 def test_finished_run_same_config_returns_the_saved_result_and_says_so(tmp_path, capsys):

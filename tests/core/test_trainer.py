@@ -208,3 +208,19 @@ def test_training_steps_read_the_host_once_except_at_logging_steps(tmp_path, mon
     for key in ("loss", "task_loss", "kl_loss", "mse_loss", "task_share", "kl_share", "mse_share", "grad_norm"):
         assert key in rows[0] and rows[0][key] == rows[0][key], key  # present and not NaN
     assert rows[0]["task_share"] + rows[0]["kl_share"] + rows[0]["mse_share"] == pytest.approx(1.0, abs=1e-5)
+
+
+@pytest.mark.parametrize("ties, expected", [("first", [10, 10, 30, 30]), ("last", [10, 20, 30, 40])])
+def test_select_ties_picks_the_earliest_or_the_latest_of_equal_scores(ties, expected):
+    from types import SimpleNamespace
+
+    from mvlpt.core.trainer import Trainer as _Trainer
+
+    fake = SimpleNamespace(cfg=TrainConfig(select_ties=ties), best={"score": None, "step": None, "metrics": {}},
+                           step=0, info=SimpleNamespace(is_main=False))
+    picked = []
+    for step, score in ((10, 60.0), (20, 60.0), (30, 65.0), (40, 65.0)):  # a flat, few-image validation score
+        fake.step = step
+        _Trainer._save_best(fake, {"score": score})
+        picked.append(fake.best["step"])
+    assert picked == expected
