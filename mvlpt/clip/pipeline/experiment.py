@@ -49,6 +49,7 @@ def source_jobs(cfg: CLIPRunConfig) -> list[Job]:
     prompt method the sweep transfers from with MPT, ``source:<method>_mvlpt`` for each one with
     ``source_mode: mvlpt`` (no teachers)."""
     jobs: list[Job] = []
+    cfg = quiet(cfg)
     for mode, stages in (("mpt", ("teachers", "source")), ("mvlpt", ("source",))):
         for method, extra in source_methods(cfg, mode).items():
             key = method if mode == "mpt" else f"{method}_{mode}"
@@ -97,7 +98,7 @@ def run_experiment(cfg: CLIPRunConfig, log: Any = print, progress: bool = True) 
     t0 = time.perf_counter()
     preflight(cfg, "experiment", log)
     pool = BackbonePool()
-    jobs = source_jobs(quiet(cfg) if cfg.workers > 1 else cfg)
+    jobs = source_jobs(cfg)
     started, done = _source_log(log)
     out = run_fewshot(cfg, pool, progress=progress, before=jobs, on_done=done, on_start=started)
     out.update(sources=_by_source(jobs, out["jobs"]), time_s=time.perf_counter() - t0)

@@ -98,18 +98,20 @@ def pending_cells(cfg: CLIPRunConfig, out_dir: Path) -> list[Cell]:
 
 
 def quiet(cfg: CLIPRunConfig) -> CLIPRunConfig:
-    """``cfg`` without per-run progress bars (runs side by side in worker processes would draw over
-    each other); ``train.progress`` is not part of any fingerprint."""
+    """``cfg`` as its jobs run it: with ``workers`` > 1 without per-run progress bars (runs side by
+    side in worker processes would draw over each other); ``train.progress`` is not part of any fingerprint."""
+    if cfg.workers <= 1:
+        return cfg
     return dataclasses.replace(cfg, train=dataclasses.replace(cfg.train, progress=False))
 
 
 def cell_jobs(cfg: CLIPRunConfig, out_dir: Path, sources: Sequence[str] = ()) -> list[Job]:
     """One job per pending cell; a multitask cell ``needs`` its source job when that job is among
     ``sources`` (an experiment trains its sources in the same job list)."""
-    jobs = []
+    jobs, run_cfg = [], quiet(cfg)
     for c in pending_cells(cfg, out_dir):
         src = f"source:{source_key(cfg, c)}"
-        jobs.append(Job(f"cell:{c.method.name}:k{c.shots}:s{c.seed}", run_cell, (cfg, c, out_dir),
+        jobs.append(Job(f"cell:{c.method.name}:k{c.shots}:s{c.seed}", run_cell, (run_cfg, c, out_dir),
                         needs=(src,) if src in sources else (), label=f"{c.method.name} K={c.shots} seed={c.seed}"))
     return jobs
 
@@ -136,8 +138,7 @@ def run_fewshot(cfg: CLIPRunConfig, pool: BackbonePool | None = None, progress: 
     out_dir = sweep_dir(cfg)
     runs_file = out_dir / RUNS_FILE
     todo = cells(cfg)
-    run_cfg = quiet(cfg) if cfg.workers > 1 else cfg
-    jobs = list(before) + cell_jobs(run_cfg, out_dir, [j.key for j in before])
+    jobs = list(before) + cell_jobs(cfg, out_dir, [j.key for j in before])
     n_cells = len(jobs) - len(before)
     bar = tqdm(total=len(todo) + len(before), initial=len(todo) - n_cells,  # cells already finished with this config
                desc="experiment" if before else "few-shot sweep", disable=not progress, dynamic_ncols=True)
