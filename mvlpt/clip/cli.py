@@ -127,7 +127,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if argv and argv[0] == "pretrain":
         from mvlpt.clip import pretrain
 
-        return run_guarded("mvlpt pretrain", lambda: pretrain.main(argv[1:]))
+        return pretrain.main(argv[1:])  # one-line errors and exit codes: guarded inside (core.commands)
     parser = build_parser()
     bad = unknown_command(argv, COMMANDS)
     if bad:

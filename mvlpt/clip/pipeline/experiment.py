@@ -15,7 +15,7 @@ from typing import Any
 from mvlpt.clip.backbone import TINY_CLIP, tiny_clip_config
 from .backbones import BackbonePool
 from .jobs import Job, run_jobs
-from .plan import source_methods
+from .plan import source_methods, source_name
 from .preflight import preflight
 from .run_config import CLIPRunConfig, config_for_stage
 from .stages import StageResult, run_stage
@@ -52,7 +52,7 @@ def source_jobs(cfg: CLIPRunConfig) -> list[Job]:
     cfg = quiet(cfg)
     for mode, stages in (("mpt", ("teachers", "source")), ("mvlpt", ("source",))):
         for method, extra in source_methods(cfg, mode).items():
-            key = method if mode == "mpt" else f"{method}_{mode}"
+            key = source_name(method, mode)
             tag = method + ("" if mode == "mpt" else f" · {mode}")
             needs: tuple[str, ...] = ()
             for stage in stages:

@@ -81,14 +81,18 @@ def cell_fingerprint(cfg: CLIPRunConfig, cell: Cell, out_dir: Path) -> str:
     return fingerprint(to_dict(cell_config(cfg, cell, out_dir, "base" if cfg.sweep.base_to_new else None)))
 
 
+def source_name(method: str, source_mode: str) -> str:
+    """The name of an experiment's source recipe: the prompt method, with ``_<mode>`` for a mode
+    other than MPT (``coop``, ``coop_mvlpt``)."""
+    return method if source_mode == "mpt" else f"{method}_{source_mode}"
+
+
 def source_key(cfg: CLIPRunConfig, cell: Cell) -> str | None:
     """Which of the experiment's sources a cell transfers from (a key of :func:`source_methods`'
     recipes: the method, with ``_mvlpt`` for ``source_mode: mvlpt``); None for a cell that needs none."""
     if cell.method.stage != "target":
         return None
-    method = cell.method.method or cfg.method
-    mode = cell.method.source_mode or cfg.source_mode
-    return method if mode == "mpt" else f"{method}_{mode}"
+    return source_name(cell.method.method or cfg.method, cell.method.source_mode or cfg.source_mode)
 
 
 def source_methods(cfg: CLIPRunConfig, source_mode: str = "mpt") -> dict[str, dict[str, Any]]:
