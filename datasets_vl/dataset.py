@@ -18,6 +18,26 @@ OnUnreadable = Literal["replace", "skip"]
 _ACTIONS = {"replace": "replaced by the next readable one", "skip": "skipped (not scored, not counted in n)"}
 
 
+#: attribute a transform carries when it is a fixed function of the image (no random crop or flip)
+DETERMINISTIC_ATTR = "mvlpt_deterministic"
+
+
+def mark_deterministic(transform: Transform) -> Transform:
+    """Mark ``transform`` as a fixed function of its input, so datasets may keep its outputs
+    (:class:`~datasets_vl.dataset.VLDataset`); returns it."""
+    setattr(transform, DETERMINISTIC_ATTR, True)
+    return transform
+
+
+def is_deterministic(transform: Transform | None) -> bool:
+    """Whether ``transform`` was marked by :func:`mark_deterministic`."""
+    return bool(getattr(transform, DETERMINISTIC_ATTR, False))
+
+
+#: the most bytes of transformed images one dataset keeps (:meth:`VLDataset.load`)
+MEMO_BYTES = 256 * 2**20
+
+
 def _tracker(name: str, max_fraction: float, size: int, mode: str) -> UnreadableTracker:
     return UnreadableTracker(name, max_fraction, size=size, action=_ACTIONS[mode])
 
@@ -65,6 +85,8 @@ class VLDataset(Dataset):
         self._ref_names = ref_names
         self.on_unreadable: OnUnreadable = "replace"
         self.unreadable = _tracker(name, max_unreadable_fraction, n, "replace")
+        self._memo: dict[int, Any] | None = {} if is_deterministic(transform) else None
+        self._memo_bytes = 0
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -83,20 +105,30 @@ class VLDataset(Dataset):
         return f"{self.name}[{i}]"
 
     def load(self, i: int) -> dict[str, Any]:
-        """Sample ``i`` without replacement; raises :class:`UnreadableImage` if the image cannot be decoded."""
+        """Sample ``i`` without replacement; raises :class:`UnreadableImage` if the image cannot be decoded.
+        With a deterministic transform (:func:`mark_deterministic`) each image is decoded and transformed
+        once and kept (up to :data:`MEMO_BYTES` per dataset): a few-shot run reads its few images at
+        every step."""
+        if self._memo is not None and i in self._memo:
+            return self._sample(i, self._memo[i], transformed=True)
         try:
             img = decode_image(self.image_refs[i])
         except Exception as e:  # any decoding failure of this one file
             raise UnreadableImage(str(e)) from e
-        return self._sample(i, img)
+        sample = self._sample(i, img)
+        image = sample["image"]
+        if self._memo is not None and hasattr(image, "nbytes") and self._memo_bytes + image.nbytes <= MEMO_BYTES:
+            self._memo[i] = image
+            self._memo_bytes += image.nbytes
+        return sample
 
     def placeholder(self, i: int) -> dict[str, Any]:
         """Sample ``i`` with a blank image in place of its unreadable one (shape as the transform makes it)."""
         return self._sample(i, Image.new("RGB", (8, 8)))
 
-    def _sample(self, i: int, img: Image.Image) -> dict[str, Any]:
+    def _sample(self, i: int, img: Any, transformed: bool = False) -> dict[str, Any]:
         sample: dict[str, Any] = {
-            "image": self.transform(img) if self.transform is not None else img,
+            "image": img if transformed or self.transform is None else self.transform(img),
             "label": self.labels[i],
             "question": self.questions[i] if self.questions is not None else None,
             "answer_scores": dict(self.answer_scores[i]) if self.answer_scores is not None else None,
@@ -118,6 +150,7 @@ class VLDataset(Dataset):
         out = copy.copy(self)
         out.transform = transform
         out.unreadable = _tracker(self.name, self.unreadable.max_fraction, len(self), self.on_unreadable)
+        out._memo, out._memo_bytes = ({} if is_deterministic(transform) else None), 0
         return out
 
     def for_eval(self) -> "VLDataset":

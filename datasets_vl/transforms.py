@@ -18,6 +18,7 @@ from PIL import Image
 from torchvision import transforms as T
 from torchvision.transforms import InterpolationMode
 
+from .dataset import mark_deterministic
 from .errors import ConfigError
 from .robust import to_rgb
 
@@ -64,8 +65,8 @@ def build_transforms(
     if len(mean) != 3 or len(std) != 3:
         raise ConfigError(f"mean and std need 3 values (RGB), found {mean} and {std}")
     _interp(interpolation)
-    eval_tf = T.Compose([ToRGB(), open_clip.image_transform(
-        image_size, is_train=False, mean=mean, std=std, interpolation=interpolation, resize_mode=resize_mode)])
+    eval_tf = mark_deterministic(T.Compose([ToRGB(), open_clip.image_transform(
+        image_size, is_train=False, mean=mean, std=std, interpolation=interpolation, resize_mode=resize_mode)]))
     if not train_augment:
         return eval_tf, eval_tf
     steps: list[Any] = [ToRGB(), T.RandomResizedCrop(image_size, scale=crop_scale, interpolation=_interp(interpolation))]

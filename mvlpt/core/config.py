@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import dataclasses
 import difflib
 import re
@@ -180,8 +182,9 @@ def parse_override(item: str) -> tuple[list[str], Any]:
 
 
 def apply_overrides(data: dict[str, Any], overrides: Sequence[str], cls: type | None = None) -> dict[str, Any]:
-    """Apply dotted ``key=value`` overrides to raw config data. With ``cls`` given, a key
-    that does not exist in the dataclass schema is refused (naming the nearest one)."""
+    """Raw config data with dotted ``key=value`` overrides applied (a copy: ``data`` is left as it is).
+    With ``cls`` given, a key that does not exist in the dataclass schema is refused (naming the nearest one)."""
+    data = copy.deepcopy(data)
     for item in overrides:
         keys, value = parse_override(item)
         node: dict[str, Any] = data

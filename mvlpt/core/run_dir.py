@@ -29,7 +29,7 @@ EXCLUDED: tuple[str, ...] = (
     "run_dir", "output_dir",      # where the run is written (text_mpt: output_dir is the run dir)
     "export_dir", "checkpoint",   # pretraining export target; text_mpt's evaluated checkpoint
     "threads", "workers",         # torch CPU threads; processes running independent runs side by side
-    "overrides", "stages", "sweep",  # CLIP: how the config was assembled (already applied to the resolved keys)
+    "overrides", "stages", "methods", "sweep",  # CLIP: how the config was assembled (applied to the resolved keys)
     "selection.eval_part",        # text_mpt: what `text-mpt eval` scores later
     "train.progress", "train.tensorboard", "train.log_every", "train.save_every", "train.keep_last",
     "train.num_workers", "train.health.strict",

@@ -86,7 +86,9 @@ class MultiTaskDataset(Dataset):
         if len(key) == 3:
             with torch.random.fork_rng(devices=[]):
                 state = random.getstate()
-                torch.manual_seed((self.seed * 1_000_003 + key[2]) % 2**62)
+                # the CPU generator only: torch.manual_seed also queues a CUDA seeding, which the CUDA build
+                # records with a Python stack trace on every call (a quarter of a few-shot step on CPU)
+                torch.default_generator.manual_seed((self.seed * 1_000_003 + key[2]) % 2**62)
                 random.seed(f"{self.seed}-{key[2]}")
                 try:
                     sample = self.datasets[task_id][index]

@@ -53,6 +53,59 @@ def test_stage_sections_and_cli_overrides(tmp_path):
     assert cfg.target.name == "mine"
 
 
+def test_method_sections_give_each_prompt_method_its_schedule():
+    from mvlpt.clip.pipeline.plan import Cell, cell_config, cell_fingerprint
+
+    data = {"sources": ["digits"], "target": "digits", "train": {"max_steps": 10, "optim": {"name": "sgd", "lr": 0.02}},
+            "stages": {"teachers": {"train": {"max_steps": 3}}},
+            "methods": {"coop": {"train": {"optim": {"name": "adamw", "lr": 0.01}},
+                                 "stages": {"teachers": {"train": {"max_steps": 30}}},
+                                 "sweep": {"epochs_by_shots": {"4": 300}}}},
+            "sweep": {"shots": [4], "epochs_by_shots": {4: 15},
+                      "methods": [{"name": "CoOp", "stage": "single", "method": "coop"},
+                                  {"name": "VPT", "stage": "single", "method": "vpt"}]}}
+    cfg = load_run_config(None, [], data=data)
+    coop_t = config_for_stage(cfg, "teachers", {"prompt": {"method": "coop"}})
+    vpt_t = config_for_stage(cfg, "teachers", {"prompt": {"method": "vpt"}})
+    # the method section goes over the stage section, and its own stage section over both
+    assert (coop_t.train.optim.name, coop_t.train.optim.lr, coop_t.train.max_steps) == ("adamw", 0.01, 30)
+    assert (vpt_t.train.optim.name, vpt_t.train.optim.lr, vpt_t.train.max_steps) == ("sgd", 0.02, 3)
+    assert config_for_stage(cfg, "source", {"prompt": {"method": "coop"}}).train.max_steps == 10
+    # applied once: the resolved config carries no method sections, so resolving it again changes nothing
+    assert coop_t.methods == {} and config_for_stage(coop_t, "teachers").train.max_steps == 30
+    # the run's own settings and the command line still win
+    assert config_for_stage(cfg, "single", {"prompt": {"method": "coop"}, "train": {"max_steps": 5}}).train.max_steps == 5
+    cli_cfg = load_run_config(None, ["train.optim.lr=0.5"], data=data)
+    assert config_for_stage(cli_cfg, "teachers", {"prompt": {"method": "coop"}}).train.optim.lr == 0.5
+    # the prompt method may come from the command line
+    assert config_for_stage(load_run_config(None, ["prompt.method=vpt"], data=data), "teachers").train.optim.name == "sgd"
+    # few-shot cells: the method's epochs per K replace the sweep's
+    coop, vpt = cfg.sweep.methods
+    assert cell_config(cfg, Cell(coop, 4, 1), Path("out")).train_epochs == 300
+    assert cell_config(cfg, Cell(vpt, 4, 1), Path("out")).train_epochs == 15
+    # a section of another method does not touch this method's fingerprint
+    other = load_run_config(None, [], data={**data, "methods": {**data["methods"], "vpt": {}}})
+    assert cell_fingerprint(other, Cell(coop, 4, 1), Path("out")) == cell_fingerprint(cfg, Cell(coop, 4, 1), Path("out"))
+    changed = load_run_config(None, [], data={**data, "methods": {"coop": {"train": {"optim": {"lr": 0.02}}}}})
+    assert cell_fingerprint(changed, Cell(coop, 4, 1), Path("out")) != cell_fingerprint(cfg, Cell(coop, 4, 1), Path("out"))
+    assert cell_fingerprint(changed, Cell(vpt, 4, 1), Path("out")) == cell_fingerprint(cfg, Cell(vpt, 4, 1), Path("out"))
+
+
+@pytest.mark.parametrize("section, match", [
+    ({"cop": {}}, "did you mean 'coop'"),
+    ({"coop": {"prompt": {"method": "vpt"}}}, "prompt.method"),
+    ({"coop": {"sources": ["digits"]}}, "'sources' cannot be set per method"),
+    ({"coop": {"stages": {"teacher": {}}}}, "methods.coop.stages"),
+    ({"coop": {"sweep": {"shots": [1]}}}, "only epochs_by_shots"),
+    ({"coop": {"sweep": {"epochs_by_shots": {"x": 3}}}}, "shot counts"),
+    ({"coop": {"train": {"max_step": 3}}}, "max_step"),
+])
+def test_method_section_errors_name_the_key(section, match):
+    with pytest.raises(ConfigError, match=match):
+        cfg = load_run_config(None, [], data={"sources": ["digits"], "target": "digits", "methods": section})
+        config_for_stage(cfg, "teachers")
+
+
 def test_config_errors_name_the_key():
     with pytest.raises(ConfigError, match="max_steps"):
         load_run_config(CONFIGS / "quickstart.yaml", ["train.max_step=3"])

@@ -125,3 +125,32 @@ def test_example_configs_validate():
     for f in files:
         spec = make_spec(yaml.safe_load(f.read_text())["dataset"])
         assert spec.name
+
+
+def test_deterministic_transforms_decode_each_image_once(monkeypatch):
+    """With the eval transform (also the train one without augmentation) a dataset keeps each transformed
+    image; with random crops it transforms again at every read. The values are the same either way."""
+    import datasets_vl.dataset as dataset_mod
+    from datasets_vl import VLDataset
+
+    decoded: list[object] = []
+    real = dataset_mod.decode_image
+    monkeypatch.setattr(dataset_mod, "decode_image", lambda ref: decoded.append(ref) or real(ref))
+    images = [Image.new("RGB", (12, 12), (40 * i, 10, 200)) for i in range(3)]
+    train_aug, eval_tf = build_transforms(8, train_augment=True)
+    fixed = VLDataset("t", "classification", ["a", "b"], images, [0, 1, 0], transform=eval_tf)
+    first = [fixed[i]["image"] for i in range(3)]
+    again = [fixed[i]["image"] for i in range(3)]
+    assert len(decoded) == 3 and all(torch.equal(a, b) for a, b in zip(first, again))
+    fresh = VLDataset("t", "classification", ["a", "b"], images, [0, 1, 0], transform=eval_tf)
+    assert all(torch.equal(fresh[i]["image"], first[i]) for i in range(3))
+    decoded.clear()
+    augmented = fixed.with_transform(train_aug)
+    for _ in range(2):
+        [augmented[i] for i in range(3)]
+    assert len(decoded) == 6
+    decoded.clear()
+    monkeypatch.setattr(dataset_mod, "MEMO_BYTES", 0)  # over the byte budget: nothing is kept
+    capped = VLDataset("t", "classification", ["a", "b"], images, [0, 1, 0], transform=eval_tf)
+    [capped[i] for i in range(3)] + [capped[i] for i in range(3)]
+    assert len(decoded) == 6

@@ -14,7 +14,7 @@ from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
 from mvlpt.core.run_dir import fingerprint
 
-from .run_config import CLIPRunConfig, MethodSpec, TaskEntry, config_for_stage, merge, slug
+from .run_config import CLIPRunConfig, MethodSpec, TaskEntry, config_for_stage, merge, method_epochs_by_shots, slug
 
 
 @dataclass
@@ -66,8 +66,9 @@ def cell_config(cfg: CLIPRunConfig, cell: Cell, out_dir: Path, classes: str | No
     extra: dict[str, Any] = {"target": target, "run_dir": str(run), "zeroshot_ensemble": cell.method.ensemble}
     if cell.seed:
         extra["train"] = {"seed": cell.seed}
-    if cell.shots in cfg.sweep.epochs_by_shots:
-        extra["train_epochs"] = cfg.sweep.epochs_by_shots[cell.shots]
+    epochs = method_epochs_by_shots(cfg, cell.method.method or cfg.method)
+    if cell.shots in epochs:
+        extra["train_epochs"] = epochs[cell.shots]
     if cell.method.method:
         extra["prompt"] = {"method": cell.method.method}
     if cell.method.source_mode:

@@ -4,7 +4,9 @@ A config names the backbone, the prompt method and its shapes, the source tasks 
 target task, the training loop, and (optionally) per-stage sections and a few-shot sweep.
 Each command (``mvlpt teachers|source|adapt|zeroshot|fewshot``) picks its stage from it:
 :func:`config_for_stage` merges the stage's section (``stages.<stage>``) over the top level,
-then re-applies the command-line ``key=value`` overrides, so those always win.
+and the run's prompt method's section (``methods.<method>``, with its own ``stages.<stage>``), then
+the run's own settings (a sweep cell's target, seed, epochs), then re-applies the command-line
+``key=value`` overrides, so those always win.
 """
 
 from __future__ import annotations
@@ -325,6 +327,12 @@ class CLIPRunConfig:
             run has its own seed and directory); with ``workers × threads`` at most the CPU cores,
             a sweep on a multi-core CPU finishes up to ``workers`` times sooner.
         stages: per-stage config sections merged over the top level (``{teachers: {train: {...}}}``).
+        methods: per-prompt-method sections merged over the stage section for every run of that
+            method (``{coop: {train: {optim: {name: adamw}}}}``), so that one experiment can give each
+            method its own schedule (CoOp's text-only steps reuse cached image features and cost little;
+            VPT's and UPT's run the image tower every step). A method section may hold its own
+            ``stages.<stage>`` (applied over it) and ``sweep.epochs_by_shots`` (used for that method's
+            cells instead of the sweep's).
         sweep: the few-shot sweep of ``mvlpt fewshot``.
         overrides: command-line ``key=value`` overrides, re-applied over every stage section.
         resolved_tasks: written by the runner: each task's name, type, class names and templates
@@ -353,6 +361,7 @@ class CLIPRunConfig:
     threads: int = 0
     workers: int = 1
     stages: dict[str, dict[str, Any]] = field(default_factory=dict)
+    methods: dict[str, dict[str, Any]] = field(default_factory=dict)
     sweep: SweepConfig = field(default_factory=SweepConfig)
     overrides: list[str] = field(default_factory=list)
     resolved_tasks: list[dict[str, Any]] = field(default_factory=list)
@@ -368,6 +377,8 @@ class CLIPRunConfig:
             raise ConfigError(f"stages: unknown stage section(s) {bad}; valid: {', '.join(STAGES)}")
         if self.train_epochs < 0:
             raise ConfigError(f"train_epochs must be >= 0, found {self.train_epochs}")
+        for name, section in self.methods.items():
+            check_method_section(name, section)
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = torch's default), found {self.threads}")
         if self.workers < 1:
@@ -456,15 +467,59 @@ def load_run_config(path: str | Path | None = None, overrides: Sequence[str] = (
     return cfg
 
 
+def check_method_section(name: str, section: Any) -> None:
+    """Raise :class:`ConfigError` naming the bad key of a ``methods.<name>`` section."""
+    where = f"methods.{name}"
+    prompt_method(name, f"methods: {name!r}")
+    if not isinstance(section, Mapping):
+        raise ConfigError(f"{where} must be a mapping of config keys, found {type(section).__name__}")
+    bad = sorted(set(section) & {"methods", "stage", "sources", "target", "output_dir", "run_dir"})
+    if isinstance(section.get("prompt"), Mapping) and "method" in section["prompt"]:
+        bad.insert(0, "prompt.method")
+    if bad:
+        raise ConfigError(f"{where}: {bad[0]!r} cannot be set per method (a method section holds the "
+                          "settings of that method's runs: train, data, prompt shapes, train_epochs, stages)")
+    stages = section.get("stages", {})
+    if not isinstance(stages, Mapping) or set(stages) - set(STAGES):
+        raise ConfigError(f"{where}.stages: unknown stage section(s) {sorted(set(stages) - set(STAGES))}; "
+                          f"valid: {', '.join(STAGES)}")
+    sweep = section.get("sweep", {})
+    if not isinstance(sweep, Mapping) or set(sweep) - {"epochs_by_shots"}:
+        raise ConfigError(f"{where}.sweep: only epochs_by_shots can be set per method, found "
+                          f"{sorted(set(sweep) - {'epochs_by_shots'})}")
+    _k_keys(dict(sweep.get("epochs_by_shots", {})), f"{where}.sweep.epochs_by_shots")
+
+
+def method_section(cfg: CLIPRunConfig, method: str, stage: str) -> dict[str, Any]:
+    """``methods.<method>`` with its own ``stages.<stage>`` merged in (its ``stages``/``sweep`` keys removed)."""
+    section = dict(cfg.methods.get(method, {}))
+    own = section.pop("stages", {}).get(stage, {})
+    section.pop("sweep", None)
+    return merge(section, own)
+
+
+def method_epochs_by_shots(cfg: CLIPRunConfig, method: str) -> dict[int, float]:
+    """The few-shot epochs per K of ``method``'s cells: its section's ``sweep.epochs_by_shots``, else the sweep's."""
+    own = cfg.methods.get(method, {}).get("sweep", {}).get("epochs_by_shots")
+    return _k_keys(dict(own), f"methods.{method}.sweep.epochs_by_shots") if own else cfg.sweep.epochs_by_shots
+
+
 def config_for_stage(cfg: CLIPRunConfig, stage: str, extra: Mapping[str, Any] | None = None) -> CLIPRunConfig:
-    """The config of one stage run: top level ← ``stages.<stage>`` ← ``extra`` ← command-line overrides."""
+    """The config of one stage run: top level ← ``stages.<stage>`` ← ``methods.<method>`` (← its
+    ``stages.<stage>``) ← ``extra`` ← command-line overrides; ``<method>`` is the run's prompt method.
+    The stage and method sections are applied here and left out of the result (``stages: {}``,
+    ``methods: {}``), so resolving a stage config again changes nothing they set."""
     if stage not in STAGES:
         raise ConfigError(f"unknown stage {stage!r}; expected one of {', '.join(STAGES)}")
-    raw = to_dict(cfg)
-    raw = merge(raw, cfg.stages.get(stage, {}))
+    overrides = [o for o in cfg.overrides if not o.startswith("stage=")]
+    raw = merge(to_dict(cfg), cfg.stages.get(stage, {}))
+    if cfg.methods:
+        probe = apply_overrides(merge(raw, dict(extra or {})), overrides, CLIPRunConfig)
+        raw = merge(raw, method_section(cfg, str(probe.get("prompt", {}).get("method", cfg.method)), stage))
     raw = merge(raw, dict(extra or {}))
     raw["stage"] = stage
-    raw = apply_overrides(raw, [o for o in cfg.overrides if not o.startswith("stage=")], CLIPRunConfig)
+    raw["stages"], raw["methods"] = {}, {}
+    raw = apply_overrides(raw, overrides, CLIPRunConfig)
     return from_dict(CLIPRunConfig, raw)
 
 
