@@ -172,20 +172,27 @@ def clip_overrides(args: argparse.Namespace, device: str, target: str, per_targe
 
 
 def _clip_steps(cfg) -> str:
+    """Each prompt method's schedule: teachers / source steps and the few-shot runs' steps or epochs per K."""
     from mvlpt.clip.pipeline import config_for_stage
+    from mvlpt.clip.pipeline.run_config import method_epochs_by_shots
 
-    t, s = (config_for_stage(cfg, st).train.max_steps for st in ("teachers", "source"))
-    few = "/".join(sorted({str(m.overrides.get("train", {}).get("max_steps", cfg.train.max_steps))
-                           for m in cfg.sweep.methods if m.stage != "zeroshot"}))
-    eps = {k: v for k, v in cfg.sweep.epochs_by_shots.items() if k in cfg.sweep.shots}
-    if eps:
-        rest = [k for k in cfg.sweep.shots if k not in eps]
-        few = "epochs per K " + ", ".join(f"{k}: {v:g}" for k, v in eps.items()) + (f"; other K {few} steps" if rest else "")
-    elif cfg.train_epochs:
-        few = f"{cfg.train_epochs:g} epochs"
-    else:
-        few += " steps"
-    return f"steps: teachers {t}, source {s}; few-shot runs: {few}"
+    parts = []
+    methods = list(dict.fromkeys(m.method or cfg.method for m in cfg.sweep.methods if m.stage != "zeroshot"))
+    for method in methods:
+        t, s = (config_for_stage(cfg, st, {"prompt": {"method": method}}) for st in ("teachers", "source"))
+        few_cfg = config_for_stage(cfg, "single", {"prompt": {"method": method}})
+        eps = {k: v for k, v in method_epochs_by_shots(cfg, method).items() if k in cfg.sweep.shots}
+        if eps:
+            few = "epochs per K " + ", ".join(f"{k}: {v:g}" for k, v in eps.items())
+        elif few_cfg.train_epochs:
+            few = f"{few_cfg.train_epochs:g} epochs"
+        else:
+            few = f"{few_cfg.train.max_steps} steps"
+        o = few_cfg.train.optim
+        sel = "best on val" if few_cfg.train.eval_every else "last step"
+        parts.append(f"{method}: teachers {t.train.max_steps} / source {s.train.max_steps} steps ({t.train.optim.name} "
+                     f"lr {t.train.optim.lr:g}); few-shot {o.name} lr {o.lr:g}, batch {few_cfg.train.batch_size}, {few}, {sel}")
+    return "schedules: " + "; ".join(parts)
 
 
 def run_clip(args: argparse.Namespace, device: str, log: list[str], meta: dict[str, Any]) -> list[dict]:
