@@ -203,3 +203,15 @@ def test_cli_help_and_errors(capsys):
         assert cmd in out
     assert cli.main(["teachers", "--config", str(CONFIGS / "quickstart.yaml"), "train.max_step=1"]) == 2  # bad input
     assert "did you mean 'max_steps'" in capsys.readouterr().err
+
+
+def test_readme_method_section_example_loads():
+    import re
+
+    import yaml
+
+    text = (CONFIGS.parents[1] / "README.md").read_text()
+    block = re.search(r"\*\*A schedule per prompt method\.\*\*.*?```yaml\n(.*?)```", text, re.S).group(1)
+    cfg = load_run_config(None, [], data={"sources": ["digits"], "target": "digits", **yaml.safe_load(block)})
+    coop = config_for_stage(cfg, "teachers", {"prompt": {"method": "coop"}})
+    assert (coop.train.optim.name, coop.train.max_steps) == ("adamw", 300)
