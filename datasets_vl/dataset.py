@@ -38,6 +38,28 @@ def is_deterministic(transform: Transform | None) -> bool:
 MEMO_BYTES = 256 * 2**20
 
 
+class _ImageMemo:
+    """Transformed images by index, up to :data:`MEMO_BYTES`; shared by the copies of a dataset that
+    use the same transform (:meth:`VLDataset.for_eval`), so the byte budget is one budget."""
+
+    def __init__(self) -> None:
+        self.images: dict[int, Any] = {}
+        self.nbytes = 0
+
+    def get(self, i: int) -> Any | None:
+        return self.images.get(i)
+
+    def put(self, i: int, image: Any) -> None:
+        size = getattr(image, "nbytes", None)
+        if size is not None and self.nbytes + size <= MEMO_BYTES:
+            self.images[i] = image
+            self.nbytes += size
+
+
+def _memo_for(transform: Transform | None) -> _ImageMemo | None:
+    return _ImageMemo() if is_deterministic(transform) else None
+
+
 def _tracker(name: str, max_fraction: float, size: int, mode: str) -> UnreadableTracker:
     return UnreadableTracker(name, max_fraction, size=size, action=_ACTIONS[mode])
 
@@ -85,8 +107,7 @@ class VLDataset(Dataset):
         self._ref_names = ref_names
         self.on_unreadable: OnUnreadable = "replace"
         self.unreadable = _tracker(name, max_unreadable_fraction, n, "replace")
-        self._memo: dict[int, Any] | None = {} if is_deterministic(transform) else None
-        self._memo_bytes = 0
+        self._memo = _memo_for(transform)
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -109,17 +130,16 @@ class VLDataset(Dataset):
         With a deterministic transform (:func:`mark_deterministic`) each image is decoded and transformed
         once and kept (up to :data:`MEMO_BYTES` per dataset): a few-shot run reads its few images at
         every step."""
-        if self._memo is not None and i in self._memo:
-            return self._sample(i, self._memo[i], transformed=True)
+        kept = self._memo.get(i) if self._memo is not None else None
+        if kept is not None:
+            return self._sample(i, kept, transformed=True)
         try:
             img = decode_image(self.image_refs[i])
         except Exception as e:  # any decoding failure of this one file
             raise UnreadableImage(str(e)) from e
         sample = self._sample(i, img)
-        image = sample["image"]
-        if self._memo is not None and hasattr(image, "nbytes") and self._memo_bytes + image.nbytes <= MEMO_BYTES:
-            self._memo[i] = image
-            self._memo_bytes += image.nbytes
+        if self._memo is not None:
+            self._memo.put(i, sample["image"])
         return sample
 
     def placeholder(self, i: int) -> dict[str, Any]:
@@ -150,7 +170,7 @@ class VLDataset(Dataset):
         out = copy.copy(self)
         out.transform = transform
         out.unreadable = _tracker(self.name, self.unreadable.max_fraction, len(self), self.on_unreadable)
-        out._memo, out._memo_bytes = ({} if is_deterministic(transform) else None), 0
+        out._memo = _memo_for(transform)
         return out
 
     def for_eval(self) -> "VLDataset":

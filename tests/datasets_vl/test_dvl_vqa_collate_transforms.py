@@ -142,6 +142,7 @@ def test_deterministic_transforms_decode_each_image_once(monkeypatch):
     first = [fixed[i]["image"] for i in range(3)]
     again = [fixed[i]["image"] for i in range(3)]
     assert len(decoded) == 3 and all(torch.equal(a, b) for a, b in zip(first, again))
+    assert fixed.for_eval()._memo is fixed._memo  # the eval copy shares the images and the byte budget
     fresh = VLDataset("t", "classification", ["a", "b"], images, [0, 1, 0], transform=eval_tf)
     assert all(torch.equal(fresh[i]["image"], first[i]) for i in range(3))
     decoded.clear()

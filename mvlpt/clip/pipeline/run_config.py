@@ -372,9 +372,7 @@ class CLIPRunConfig:
         self.target = as_task(self.target) if self.target is not None else None
 
     def validate(self) -> None:
-        bad = sorted(set(self.stages) - set(STAGES))
-        if bad:
-            raise ConfigError(f"stages: unknown stage section(s) {bad}; valid: {', '.join(STAGES)}")
+        check_stage_sections(self.stages, "stages")
         if self.train_epochs < 0:
             raise ConfigError(f"train_epochs must be >= 0, found {self.train_epochs}")
         for name, section in self.methods.items():
@@ -467,6 +465,15 @@ def load_run_config(path: str | Path | None = None, overrides: Sequence[str] = (
     return cfg
 
 
+def check_stage_sections(stages: Any, where: str) -> None:
+    """Raise :class:`ConfigError` unless ``stages`` maps stage names (:data:`STAGES`) to sections."""
+    if not isinstance(stages, Mapping):
+        raise ConfigError(f"{where} must be a mapping of stage sections, found {type(stages).__name__}")
+    bad = sorted(set(stages) - set(STAGES))
+    if bad:
+        raise ConfigError(f"{where}: unknown stage section(s) {bad}; valid: {', '.join(STAGES)}")
+
+
 def check_method_section(name: str, section: Any) -> None:
     """Raise :class:`ConfigError` naming the bad key of a ``methods.<name>`` section."""
     where = f"methods.{name}"
@@ -479,10 +486,7 @@ def check_method_section(name: str, section: Any) -> None:
     if bad:
         raise ConfigError(f"{where}: {bad[0]!r} cannot be set per method (a method section holds the "
                           "settings of that method's runs: train, data, prompt shapes, train_epochs, stages)")
-    stages = section.get("stages", {})
-    if not isinstance(stages, Mapping) or set(stages) - set(STAGES):
-        raise ConfigError(f"{where}.stages: unknown stage section(s) {sorted(set(stages) - set(STAGES))}; "
-                          f"valid: {', '.join(STAGES)}")
+    check_stage_sections(section.get("stages", {}), f"{where}.stages")
     sweep = section.get("sweep", {})
     if not isinstance(sweep, Mapping) or set(sweep) - {"epochs_by_shots"}:
         raise ConfigError(f"{where}.sweep: only epochs_by_shots can be set per method, found "
