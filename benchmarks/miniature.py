@@ -7,8 +7,9 @@ Two parts, both through the existing pipelines (no training code here):
    target's own sources: teachers → source → few-shot sweep). A target without such a file falls
    back to ``configs/clip/mini_shared.yaml`` (sources cifar10 / mnist / fashion_mnist / easy-vqa):
    ``mvlpt experiment`` for the first such target, ``mvlpt fewshot`` reusing its source runs for
-   the others. Methods: zero-shot CLIP, CoOp, VPT (single task, from scratch) and MCoOp, MVPT
-   (from the multitask source); ``--upt`` adds UPT / MUPT. Shots 1 2 4 8 16, seeds 1 2 3 and
+   the others. Methods: zero-shot CLIP, CoOp, VPT (single task, from scratch), MCoOp, MVPT
+   (from the MPT-style multitask source) and MCoOp (MVLPT) (from MVLPT's own source recipe, one
+   shared prompt; ``source_mode: mvlpt``); ``--upt`` adds UPT / MUPT / MUPT (MVLPT). Shots 1 2 4 8 16, seeds 1 2 3 and
    1..5 at K = 1 (``sweep.seeds_at``); the target is evaluated on its full test split.
 2. **Text** — ``text-mpt teachers`` → ``source`` on the tiny configs (``configs/text/tiny``, whatever
    backbone they name), then per target (RTE, MRPC, CB, BoolQ), K and seed: ``text-mpt adapt`` from
@@ -53,11 +54,15 @@ CLIP_METHODS = [
     {"name": "VPT", "stage": "single", "method": "vpt"},
     {"name": "MCoOp", "stage": "target", "method": "coop"},
     {"name": "MVPT", "stage": "target", "method": "vpt"},
+    # MVLPT's own source recipe (one shared vanilla prompt over the union of the source classes,
+    # no teachers), fine-tuned whole on the target; paired with CoOp like MCoOp
+    {"name": "MCoOp (MVLPT)", "stage": "target", "method": "coop", "source_mode": "mvlpt"},
 ]
 #: run directory (under the CLIP output dir) of the source stage trained without distillation
 NO_DISTILL_SOURCE = "source_coop_nodistill"
 UPT_METHODS = [{"name": "UPT", "stage": "single", "method": "upt"},
-               {"name": "MUPT", "stage": "target", "method": "upt"}]
+               {"name": "MUPT", "stage": "target", "method": "upt"},
+               {"name": "MUPT (MVLPT)", "stage": "target", "method": "upt", "source_mode": "mvlpt"}]
 #: the text part's single-task baseline (every other text method is paired with it)
 TEXT_BASELINE = "PT"
 

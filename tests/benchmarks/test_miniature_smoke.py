@@ -63,7 +63,15 @@ def test_reduced_run_arguments_and_clip_overrides():
     assert yaml.safe_load(ov["sweep.seeds_at"]) == {1: [1, 2, 3, 4, 5]}
     assert ov["target.dataset"] == "sign_digits" and "target" not in ov  # a whole mapping would reset K
     methods = yaml.safe_load(ov["sweep.methods"])
-    assert [m["name"] for m in methods] == ["ZS-CLIP", "CoOp", "VPT", "MCoOp", "MVPT", "UPT", "MUPT"]
+    assert [m["name"] for m in methods] == ["ZS-CLIP", "CoOp", "VPT", "MCoOp", "MVPT", "MCoOp (MVLPT)",
+                                            "UPT", "MUPT", "MUPT (MVLPT)"]
+    # MVLPT's own source recipe beside the MPT-style one, each paired with its single-task method
+    assert {m["name"]: m.get("source_mode") for m in methods}["MUPT (MVLPT)"] == "mvlpt"
+    from mvlpt.clip.pipeline import load_run_config
+
+    cfg = load_run_config(mod.CLIP_CONFIG, [f"sweep.methods={ov['sweep.methods']}"])
+    assert cfg.sweep.pairs(cfg.method) == [("MCoOp", "CoOp"), ("MVPT", "VPT"), ("MCoOp (MVLPT)", "CoOp"),
+                                           ("MUPT", "UPT"), ("MUPT (MVLPT)", "UPT")]
     assert all(m["overrides"]["train"]["max_steps"] == 5 for m in methods if m["stage"] != "zeroshot")
     assert ov["sweep.epochs_by_shots"] == "{}"  # fixed steps replace the config's epochs per K
     assert "&" not in ov["sweep.methods"]  # no YAML anchors in the logged command
