@@ -322,12 +322,36 @@ def _split_info(run_dir: Path, task: str) -> str:
         return ""
 
 
+def text_shot_problems(task: str, shots: Sequence[int], overrides: Sequence[str]) -> dict[int, str]:
+    """``{K: why}`` for each K the target's training data cannot supply (a label with fewer than K
+    examples, e.g. BoolQ's 32-shot train set: 18 'yes' / 14 'no'), found by the adapt stage's own data
+    split before anything trains."""
+    from mvlpt.core.errors import DataError
+    from text_mpt.config import load_run_config
+    from text_mpt.pipeline import build_parts
+
+    out: dict[int, str] = {}
+    for k in shots:
+        cfg = load_run_config(TEXT_CONFIGS / "adapt.yaml", list(overrides) + [f"tasks={_flow([{'name': task}])}",
+                                                                             f"few_shot_k={k}"])
+        try:
+            build_parts(cfg, parts=("train",))
+        except DataError as e:
+            out[k] = str(e)
+    return out
+
+
 def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[str, Any]) -> list[dict]:
     """Teachers → source on the tiny configs' sources, then MPT vs PT per target × K × seed."""
     data_root = os.environ.get("MVLPT_DATA") or str(ROOT.parent / "shared" / "data")
     out = Path(args.out_dir) / "text"
     common = [f"data_root={data_root}", f"train.device={device}", f"train.max_steps={args.text_steps}"]
     common += text_backbone_overrides()
+    # each target's K that its training data cannot supply: skipped (and said so), found before training
+    skipped = {task: text_shot_problems(task, args.shots, common) for task in args.text_targets}
+    for task, why in skipped.items():
+        for k, reason in why.items():
+            print(f"[text] {task} K={k}: skipped, {reason}", flush=True)
     t0 = time.perf_counter()
     tasks = [{"name": t, "max_train_examples": args.text_source_train, "max_eval_examples": args.text_source_max_eval}
              for t in ("sst2", "qnli")]
@@ -345,7 +369,7 @@ def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[s
     first = True
     for task in args.text_targets:
         t_task = time.perf_counter()
-        for k in args.shots:
+        for k in [k for k in args.shots if k not in skipped[task]]:
             for seed in seeds_for(args, k):
                 for name, extra in methods.items():
                     run = out / f"{task}_{name.lower().replace(' ', '_').replace('(', '').replace(')', '')}_k{k}_s{seed}"
@@ -364,7 +388,8 @@ def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[s
         meta["times"][f"text {task}"] = time.perf_counter() - t_task
         meta["pairs"][("text", task)] = [(m, TEXT_BASELINE) for m in methods if m != TEXT_BASELINE]
         split = _split_info(Path(rows[-1]["run_dir"]), task) if rows else ""
-        meta["settings"][("text", task)] = f"steps {args.text_steps} per run; {split or 'see splits.json'}"
+        meta["settings"][("text", task)] = f"steps {args.text_steps} per run; {split or 'see splits.json'}" + "".join(
+            f"; K = {k} not run: {reason.split(': ', 1)[-1].split(' (')[0]}" for k, reason in skipped[task].items())
     if log and not log[-1].startswith("#"):
         log.append("# (the adapt lines above, MPT then PT, are repeated for every text target, "
                    "K = few_shot_k and seed)")

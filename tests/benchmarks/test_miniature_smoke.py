@@ -125,3 +125,11 @@ def test_distillation_ablation_adds_a_target_method_from_the_undistilled_source(
     assert len(ablation) == 1 and ablation[0]["stage"] == "target"
     assert ablation[0]["overrides"]["source_path"].endswith(mod.NO_DISTILL_SOURCE)
     assert not mod.build_parser().parse_args([]).distill_ablation
+
+
+def test_text_shots_a_target_cannot_supply_are_found_before_training(shared_data):
+    """BoolQ's 32-shot training set has 14 'no' rows: K = 16 is reported as skipped, K = 8 runs."""
+    mod = _load()
+    problems = mod.text_shot_problems("boolq", [8, 16], [f"data_root={shared_data}"])
+    assert list(problems) == [16]
+    assert "'no'" in problems[16] and "only 14" in problems[16]
