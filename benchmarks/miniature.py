@@ -34,6 +34,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -341,6 +342,13 @@ def text_shot_problems(task: str, shots: Sequence[int], overrides: Sequence[str]
     return out
 
 
+def _short_reason(reason: str) -> str:
+    """The head of a few-shot :class:`DataError` for a table note: "label 0 ('no') has only 14
+    training example(s)"."""
+    head = reason.split(" but ", 1)[-1]
+    return re.sub(r" \(\d+ of \d+ labels.*$", "", head)
+
+
 def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[str, Any]) -> list[dict]:
     """Teachers → source on the tiny configs' sources, then MPT vs PT per target × K × seed."""
     data_root = os.environ.get("MVLPT_DATA") or str(ROOT.parent / "shared" / "data")
@@ -389,7 +397,7 @@ def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[s
         meta["pairs"][("text", task)] = [(m, TEXT_BASELINE) for m in methods if m != TEXT_BASELINE]
         split = _split_info(Path(rows[-1]["run_dir"]), task) if rows else ""
         meta["settings"][("text", task)] = f"steps {args.text_steps} per run; {split or 'see splits.json'}" + "".join(
-            f"; K = {k} not run: {reason.split(': ', 1)[-1].split(' (')[0]}" for k, reason in skipped[task].items())
+            f"; K = {k} not run: {_short_reason(reason)}" for k, reason in skipped[task].items())
     if log and not log[-1].startswith("#"):
         log.append("# (the adapt lines above, MPT then PT, are repeated for every text target, "
                    "K = few_shot_k and seed)")

@@ -133,3 +133,4 @@ def test_text_shots_a_target_cannot_supply_are_found_before_training(shared_data
     problems = mod.text_shot_problems("boolq", [8, 16], [f"data_root={shared_data}"])
     assert list(problems) == [16]
     assert "'no'" in problems[16] and "only 14" in problems[16]
+    assert mod._short_reason(problems[16]) == "label 0 ('no') has only 14 training example(s)"
