@@ -11,6 +11,12 @@ can flow into it, and the input is on the CPU (on a GPU the forward is cheaper t
 A change of the tower's weights (any in-place update bumps a tensor's version) empties it. Rows are
 also keyed by the autocast state (a bf16 feature is not served to an fp32 forward).
 
+A row does not depend on which rows were cached before it. CPU kernels may round a batch of one
+differently from a larger batch (measured with tiny-clip: a 1-image forward differs from the same row
+of a 128-image forward by ~1e-6), and a batch's missing rows depend on what earlier runs cached; so
+missing rows are always computed in zero-padded chunks of :data:`CHUNK` rows (:func:`canonical_encode`),
+and a feature is the same whatever ran before it in the process (a sweep's cell equals its standalone run).
+
 :class:`BatchMemo` is the device-independent part: the features of the **last batch tensor** a
 frozen tower encoded without prompts, keyed by that tensor's identity and version, the weights and
 the autocast state. In a source stage the student and the CoOp teacher encode the same batch tensor
@@ -31,6 +37,8 @@ from torch import Tensor, nn
 ATTR = "_mvlpt_feature_cache"
 #: attribute of the ``visual`` module holding its last-batch memo
 MEMO_ATTR = "_mvlpt_batch_memo"
+#: rows per forward when the cache computes features (fastest of 16-256 for tiny-clip on one CPU thread)
+CHUNK = 16
 
 
 def weights_generation(module: nn.Module) -> tuple[int, ...]:
@@ -50,6 +58,19 @@ def frozen_input(visual: nn.Module, images: Tensor) -> bool:
     if visual.training or images.requires_grad:
         return False
     return not (torch.is_grad_enabled() and any(p.requires_grad for p in visual.parameters()))
+
+
+def canonical_encode(fn: Callable[[Tensor], Tensor], images: Tensor, chunk: int = CHUNK) -> Tensor:
+    """``fn`` over ``images`` in chunks of exactly ``chunk`` rows (the last one zero-padded), so that each
+    row's value depends on that row alone, not on how many rows were computed with it."""
+    out = []
+    for start in range(0, len(images), chunk):
+        part = images[start:start + chunk]
+        n = len(part)
+        if n < chunk:
+            part = torch.cat([part, part.new_zeros((chunk - n, *part.shape[1:]))])
+        out.append(fn(part)[:n])
+    return torch.cat(out)
 
 
 class BatchMemo:
@@ -123,7 +144,7 @@ class FeatureCache:
             self.generation = gen
 
     def encode(self, visual: nn.Module, images: Tensor, fn: Callable[[Tensor], Tensor]) -> Tensor:
-        """``fn(images)``, computing only the rows not seen before."""
+        """``fn(images)``, computing only the rows not seen before (:func:`canonical_encode`)."""
         self._check_generation(visual)
         keys = self._keys(images)
         missing = [i for i, k in enumerate(keys) if k not in self.rows]
@@ -131,7 +152,7 @@ class FeatureCache:
         self.misses += len(missing)
         if missing:
             with torch.no_grad():
-                new = fn(images[missing] if len(missing) < len(keys) else images)
+                new = canonical_encode(fn, images[missing] if len(missing) < len(keys) else images)
             if len(self.rows) + len(missing) > self.max_entries:
                 self.rows.clear()
             for i, row in zip(missing, new):

@@ -91,3 +91,35 @@ def test_a_weight_change_empties_the_cache(backbone):
         assert cache.misses == misses + 2  # recomputed, not served from before the change
         w.div_(2.0)
     torch.testing.assert_close(b, a * 2.0, atol=1e-5, rtol=1e-5)
+
+
+def test_a_row_does_not_depend_on_what_was_cached_before(backbone):
+    """A sweep's cell must equal its standalone run: the rows a batch still misses depend on earlier runs,
+    and a 1-row forward can round differently from a many-row one (seen with tiny-clip on CPU)."""
+    model, _, _ = backbone
+    model.eval()
+    tower, cache = VisionTower(model), cache_of(model.visual)
+    x = torch.randn(40, 3, 32, 32, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        cache.rows.clear()
+        fresh = tower.encode(x)                 # every row missing: one request of 40
+        for history in ([], list(range(39)), list(range(0, 40, 2)), [7]):
+            cache.rows.clear()
+            if history:
+                tower.encode(x[history].clone())   # an earlier run cached these rows
+            assert torch.equal(tower.encode(x.clone()), fresh), history
+
+
+def test_canonical_encode_is_row_wise_and_matches_the_forward(backbone):
+    from mvlpt.clip.feature_cache import canonical_encode
+
+    model, _, _ = backbone
+    model.eval()
+    tower = VisionTower(model)
+    x = torch.randn(19, 3, 32, 32, generator=torch.Generator().manual_seed(6))
+    fn = lambda t: tower._encode(t, None, False)  # noqa: E731
+    with torch.no_grad():
+        whole = canonical_encode(fn, x, chunk=8)
+        assert torch.equal(canonical_encode(fn, x[[18]], chunk=8), whole[[18]])
+        assert torch.equal(canonical_encode(fn, x[3:12], chunk=8), whole[3:12])
+        torch.testing.assert_close(whole, fn(x), atol=1e-5, rtol=0)
