@@ -34,7 +34,6 @@ import argparse
 import csv
 import json
 import os
-import re
 import shlex
 import shutil
 import sys
@@ -97,6 +96,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-clip", action="store_true")
     p.add_argument("--skip-text", action="store_true")
     p.add_argument("--text-targets", nargs="+", default=["rte", "mrpc", "cb", "boolq"])
+    p.add_argument("--text-if-too-few", choices=["all", "skip"], default="all",
+                   help="a text target's K that some label cannot supply (CB: 3 'maybe'; BoolQ: 14 'no'): that label "
+                        "gives all its examples (Dassl's few-shot rule, the default) or the cell is skipped")
     p.add_argument("--text-steps", type=int, default=40, help="steps of each text stage / adapt run")
     p.add_argument("--text-source-train", type=int, default=64, help="training examples per text source task")
     p.add_argument("--text-max-eval", type=int, default=0,
@@ -323,30 +325,35 @@ def _split_info(run_dir: Path, task: str) -> str:
         return ""
 
 
-def text_shot_problems(task: str, shots: Sequence[int], overrides: Sequence[str]) -> dict[int, str]:
-    """``{K: why}`` for each K the target's training data cannot supply (a label with fewer than K
-    examples, e.g. BoolQ's 32-shot train set: 18 'yes' / 14 'no'), found by the adapt stage's own data
-    split before anything trains."""
-    from mvlpt.core.errors import DataError
+def text_short_labels(task: str, shots: Sequence[int], overrides: Sequence[str]) -> dict[int, dict[str, int]]:
+    """``{K: {label: count}}`` for each K the target's training data cannot supply per label (e.g.
+    SuperGLUE's 32-shot sets: CB has 3 'maybe' rows, BoolQ 14 'no'), found by the adapt stage's own
+    data split (``splits.json``'s ``few_shot_short``) before anything trains."""
     from text_mpt.config import load_run_config
     from text_mpt.pipeline import build_parts
 
-    out: dict[int, str] = {}
+    out: dict[int, dict[str, int]] = {}
     for k in shots:
-        cfg = load_run_config(TEXT_CONFIGS / "adapt.yaml", list(overrides) + [f"tasks={_flow([{'name': task}])}",
-                                                                             f"few_shot_k={k}"])
-        try:
-            build_parts(cfg, parts=("train",))
-        except DataError as e:
-            out[k] = str(e)
+        cfg = load_run_config(TEXT_CONFIGS / "adapt.yaml", list(overrides) + [
+            f"tasks={_flow([{'name': task}])}", f"few_shot_k={k}", "few_shot_if_too_few=all"])
+        short = build_parts(cfg, parts=("train",))[0].info.get("few_shot_short")
+        if short:
+            out[k] = dict(short)
     return out
 
 
-def _short_reason(reason: str) -> str:
-    """The head of a few-shot :class:`DataError` for a table note: "label 0 ('no') has only 14
-    training example(s)"."""
-    head = reason.split(" but ", 1)[-1]
-    return re.sub(r" \(\d+ of \d+ labels.*$", "", head)
+def short_note(short: dict[int, dict[str, int]], action: str) -> str:
+    """The table note for the K some label cannot supply: "K = 4, 8, 16: label 2 ('maybe') has 3 training
+    examples, all of them taken (Dassl's few-shot rule)" (``action`` "all") or "... not run" ("skip")."""
+    by_labels: dict[tuple, list[int]] = {}
+    for k, labels in short.items():
+        by_labels.setdefault(tuple(sorted(labels.items())), []).append(k)
+    parts = []
+    for labels, ks in by_labels.items():
+        what = ", ".join(f"label {name} has {n} training example{'s' * (n != 1)}" for name, n in labels)
+        parts.append(f"K = {', '.join(map(str, ks))}: {what}, " + (
+            "all of them taken (Dassl's few-shot rule; the other labels K each)" if action == "all" else "not run"))
+    return "; ".join(parts)
 
 
 def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[str, Any]) -> list[dict]:
@@ -355,11 +362,13 @@ def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[s
     out = Path(args.out_dir) / "text"
     common = [f"data_root={data_root}", f"train.device={device}", f"train.max_steps={args.text_steps}"]
     common += text_backbone_overrides()
-    # each target's K that its training data cannot supply: skipped (and said so), found before training
-    skipped = {task: text_shot_problems(task, args.shots, common) for task in args.text_targets}
-    for task, why in skipped.items():
-        for k, reason in why.items():
-            print(f"[text] {task} K={k}: skipped, {reason}", flush=True)
+    # each target's K that some label cannot supply, found before training: the short labels give all
+    # their examples (--text-if-too-few all, Dassl's rule) or the cell is skipped; the table says which
+    short = {task: text_short_labels(task, args.shots, common) for task in args.text_targets}
+    skipped = {task: (set(s) if args.text_if_too_few == "skip" else set()) for task, s in short.items()}
+    for task, s in short.items():
+        if s:
+            print(f"[text] {task}: {short_note(s, args.text_if_too_few)}", flush=True)
     t0 = time.perf_counter()
     tasks = [{"name": t, "max_train_examples": args.text_source_train, "max_eval_examples": args.text_source_max_eval}
              for t in ("sst2", "qnli")]
@@ -383,6 +392,8 @@ def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[s
                     run = out / f"{task}_{name.lower().replace(' ', '_').replace('(', '').replace(')', '')}_k{k}_s{seed}"
                     ov = common + [f"output_dir={run}", f"tasks={_flow([{'name': task, 'max_eval_examples': args.text_max_eval}])}",
                                    f"few_shot_k={k}", f"few_shot_seed={seed}", f"train.seed={seed}"] + extra
+                    if k in short[task]:
+                        ov.append("few_shot_if_too_few=all")
                     t1 = time.perf_counter()
                     res = _text_stage(TEXT_CONFIGS / "adapt.yaml", ov, log if first else None)
                     rows.append({"part": "text", "target": task, "method": name, "stage": "target" if name != TEXT_BASELINE
@@ -396,8 +407,8 @@ def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[s
         meta["times"][f"text {task}"] = time.perf_counter() - t_task
         meta["pairs"][("text", task)] = [(m, TEXT_BASELINE) for m in methods if m != TEXT_BASELINE]
         split = _split_info(Path(rows[-1]["run_dir"]), task) if rows else ""
-        meta["settings"][("text", task)] = f"steps {args.text_steps} per run; {split or 'see splits.json'}" + "".join(
-            f"; K = {k} not run: {_short_reason(reason)}" for k, reason in skipped[task].items())
+        meta["settings"][("text", task)] = f"steps {args.text_steps} per run; {split or 'see splits.json'}" + (
+            f"; {short_note(short[task], args.text_if_too_few)}" if short[task] else "")
     if log and not log[-1].startswith("#"):
         log.append("# (the adapt lines above, MPT then PT, are repeated for every text target, "
                    "K = few_shot_k and seed)")

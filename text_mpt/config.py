@@ -209,6 +209,10 @@ class TextRunConfig:
         teacher_path: teachers run (source stage) whose vanilla prompts give the distillation targets.
         few_shot_k: train on ``k`` examples per class (0 = all), drawn with ``few_shot_seed`` from the
             training part (after the ``val`` hold-out).
+        few_shot_if_too_few: a label with fewer than ``few_shot_k`` training examples: ``error`` (before
+            training, naming the label and its count), ``all`` (it gives all it has, Dassl's and CoOp's
+            rule; SuperGLUE's 32-shot CB has 3 'maybe' rows) or ``largest`` (``k`` lowered to that count
+            for every label). The short labels are recorded in ``splits.json`` (``few_shot_short``).
         selection: which data selects the best checkpoint (``val``) and which is reported (``test``);
             see :class:`SelectionConfig` (default ``mode: auto``).
         checkpoint: run/checkpoint evaluated by ``text-mpt eval`` (default: ``run_dir``).
@@ -229,6 +233,7 @@ class TextRunConfig:
     teacher_path: str | None = None
     few_shot_k: int = 0
     few_shot_seed: int = 0
+    few_shot_if_too_few: str = "error"
     checkpoint: str | None = None
     fresh: bool = False
 
@@ -254,6 +259,8 @@ class TextRunConfig:
             raise ConfigError(f"tasks: duplicate task names {dup}")
         if self.few_shot_k < 0:
             raise ConfigError(f"few_shot_k must be >= 0, found {self.few_shot_k}")
+        if self.few_shot_if_too_few not in IF_TOO_FEW:
+            raise ConfigError(f"few_shot_if_too_few must be one of {list(IF_TOO_FEW)}, found {self.few_shot_if_too_few!r}")
         d = self.train.distill
         if self.stage == "source" and not self.teacher_path and (d.kl_weight > 0 or d.mse_weight > 0):
             raise ConfigError("the source stage distils from the teachers run: set teacher_path "
@@ -265,6 +272,10 @@ class TextRunConfig:
     def task_names(self) -> list[str]:
         return [canonical_name(t.name) if not t.is_custom else t.name for t in self.tasks]
 
+
+#: what a few-shot draw does with a label that has fewer than K examples (``few_shot_if_too_few``; the CLIP
+#: head's ``data.if_too_few`` has the same three values)
+IF_TOO_FEW = ("error", "largest", "all")
 
 #: alias → canonical key of a text run config (the spellings the CLIP head uses, and the old ones)
 ALIASES = {"output_dir": "run_dir", "data.root": "data_root"}

@@ -31,7 +31,7 @@ from torch.utils.data import Dataset
 
 from mvlpt.core.errors import ConfigError, DataError
 
-from .config import SelectionConfig, TaskConfig
+from .config import IF_TOO_FEW, SelectionConfig, TaskConfig
 from .tasks import Example, TaskSpec, custom_task, examples_from_rows, get_task
 
 _EXTS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
@@ -114,19 +114,29 @@ def _label_name(examples: Sequence[Example], ids: Sequence[int], lab: int) -> st
     return f"{lab} ({cands[lab]!r})" if 0 <= lab < len(cands) else str(lab)
 
 
-def _few_shot_index(examples: Sequence[Example], k: int, seed: int, name: str = "task") -> list[int]:
-    """``k`` indices per gold label; a label with fewer than ``k`` examples is a :class:`DataError`
-    naming the task, that label and its count."""
+def _few_shot_index(examples: Sequence[Example], k: int, seed: int, name: str = "task",
+                    if_too_few: str = "error", short_out: dict[str, int] | None = None) -> list[int]:
+    """``k`` indices per gold label. A label with fewer than ``k`` examples is a :class:`DataError`
+    naming the task, that label and its count (``if_too_few="error"``); ``"largest"`` lowers ``k`` to
+    that count for every label; ``"all"`` gives the short labels all their examples (Dassl's few-shot
+    sampler, which CoOp uses). ``short_out`` receives ``{label name: count}`` of the short labels."""
+    if if_too_few not in IF_TOO_FEW:
+        raise ConfigError(f"few_shot_if_too_few must be one of {list(IF_TOO_FEW)}, found {if_too_few!r}")
     by_label: dict[int, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
         by_label[-1 if ex.label is None else ex.label].append(i)
     short = {lab: ids for lab, ids in by_label.items() if len(ids) < k}
-    if short:
+    if short_out is not None and if_too_few != "error":
+        short_out.update({_label_name(examples, ids, lab): len(ids) for lab, ids in sorted(short.items())})
+    if short and if_too_few != "all":
         lab = min(short, key=lambda x: (len(short[x]), x))
         n = len(short[lab])
-        raise DataError(f"task {name!r}: few_shot_k={k} examples per label, but label {_label_name(examples, short[lab], lab)} "
-                        f"has only {n} training example(s) ({len(short)} of {len(by_label)} labels have fewer than {k}; "
-                        f"counted after the val hold-out and max_train_examples); use few_shot_k <= {n}")
+        if if_too_few == "error":
+            raise DataError(f"task {name!r}: few_shot_k={k} examples per label, but label {_label_name(examples, short[lab], lab)} "
+                            f"has only {n} training example(s) ({len(short)} of {len(by_label)} labels have fewer than {k}; "
+                            f"counted after the val hold-out and max_train_examples); use few_shot_k <= {n}, or "
+                            f"few_shot_if_too_few=all (the short labels give all their examples) or =largest (K={n} for all)")
+        k = n
     rng = random.Random(seed)
     keep: list[int] = []
     for lab in sorted(by_label):
@@ -142,9 +152,10 @@ def subsample(examples: list[Example], n: int, seed: int) -> list[Example]:
     return [examples[i] for i in _subsample_index(len(examples), n, seed)]
 
 
-def few_shot(examples: list[Example], k: int, seed: int, name: str = "task") -> list[Example]:
-    """``k`` examples per gold class (every class present is kept; a class with fewer is a :class:`DataError`)."""
-    return [examples[i] for i in _few_shot_index(examples, k, seed, name)]
+def few_shot(examples: list[Example], k: int, seed: int, name: str = "task", if_too_few: str = "error") -> list[Example]:
+    """``k`` examples per gold class (every class present is kept; a class with fewer: see ``if_too_few``
+    of :func:`_few_shot_index`)."""
+    return [examples[i] for i in _few_shot_index(examples, k, seed, name, if_too_few)]
 
 
 def load_examples(tc: TaskConfig, which: str, data_root: str | None = None, seed: int = 0) -> list[Example]:
@@ -228,13 +239,14 @@ def describe_split(info: dict[str, Any]) -> str:
 
 def task_parts(tc: TaskConfig, selection: SelectionConfig | None = None, data_root: str | None = None,
                train_seed: int = 0, few_shot_k: int = 0, few_shot_seed: int = 0,
-               parts: Sequence[str] = ("train", "val", "test")) -> TaskParts:
+               parts: Sequence[str] = ("train", "val", "test"), few_shot_if_too_few: str = "error") -> TaskParts:
     """Split one task into ``train`` / ``val`` / ``test`` (and ``dev``, the full eval split) parts.
 
     The rule (see :class:`~text_mpt.config.SelectionConfig`) is chosen from the number of rows the
     train split originally has. Row splits are seeded with ``selection.seed``; then the caps apply
     (``max_train_examples`` with ``train_seed``, ``max_eval_examples`` on each of val / test / dev with
-    ``selection.seed``) and ``few_shot_k`` (with ``few_shot_seed``) on train. Only the parts in
+    ``selection.seed``) and ``few_shot_k`` (with ``few_shot_seed``, ``few_shot_if_too_few``) on train; the
+    split info records the labels short of ``few_shot_k`` (``few_shot_short``). Only the parts in
     ``parts`` are formatted (the train split is still loaded to count its rows under ``mode: auto``).
     """
     sel = selection if selection is not None else SelectionConfig()
@@ -301,7 +313,12 @@ def task_parts(tc: TaskConfig, selection: SelectionConfig | None = None, data_ro
         if part == "train":
             keep = _subsample_index(len(exs), tc.max_train_examples, train_seed)
             if few_shot_k > 0:
-                keep = [keep[i] for i in _few_shot_index([exs[j] for j in keep], few_shot_k, few_shot_seed, name)]
+                short: dict[str, int] = {}
+                keep = [keep[i] for i in _few_shot_index([exs[j] for j in keep], few_shot_k, few_shot_seed, name,
+                                                         few_shot_if_too_few, short)]
+                if short:  # the labels short of few_shot_k, and what was done about it
+                    info["few_shot_short"] = short
+                    info["few_shot_if_too_few"] = few_shot_if_too_few
         else:
             keep = _subsample_index(len(exs), tc.max_eval_examples, sel.seed)
         exs, ids = [exs[i] for i in keep], [ids[i] for i in keep]

@@ -87,8 +87,8 @@ def resolve_data_root(value: str | None) -> str | None:
 def build_parts(cfg: TextRunConfig, parts: Sequence[str] = ("train", "val", "test")) -> list[TaskParts]:
     """Every task of ``cfg`` split into ``parts`` (``selection``, caps and ``few_shot_k`` applied)."""
     root = resolve_data_root(cfg.data_root)
-    return [task_parts(tc, cfg.selection, root, cfg.train.seed, cfg.few_shot_k, cfg.few_shot_seed, parts)
-            for tc in cfg.tasks]
+    return [task_parts(tc, cfg.selection, root, cfg.train.seed, cfg.few_shot_k, cfg.few_shot_seed, parts,
+                       cfg.few_shot_if_too_few) for tc in cfg.tasks]
 
 
 def consumed_runs(cfg: TextRunConfig) -> list[tuple[str, str, dict[str, Any]]]:

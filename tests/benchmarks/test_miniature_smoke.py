@@ -128,9 +128,12 @@ def test_distillation_ablation_adds_a_target_method_from_the_undistilled_source(
 
 
 def test_text_shots_a_target_cannot_supply_are_found_before_training(shared_data):
-    """BoolQ's 32-shot training set has 14 'no' rows: K = 16 is reported as skipped, K = 8 runs."""
+    """BoolQ's 32-shot training set has 14 'no' rows, CB's 3 'maybe': found by the adapt stage's split
+    before training, and the table note names the label, its count and what was done."""
     mod = _load()
-    problems = mod.text_shot_problems("boolq", [8, 16], [f"data_root={shared_data}"])
-    assert list(problems) == [16]
-    assert "'no'" in problems[16] and "only 14" in problems[16]
-    assert mod._short_reason(problems[16]) == "label 0 ('no') has only 14 training example(s)"
+    assert mod.text_short_labels("boolq", [8, 16], [f"data_root={shared_data}"]) == {16: {"0 ('no')": 14}}
+    assert mod.text_short_labels("cb", [2, 4, 16], [f"data_root={shared_data}"]) == {
+        4: {"2 ('maybe')": 3}, 16: {"1 ('no')": 10, "2 ('maybe')": 3}}
+    note = mod.short_note({4: {"2 ('maybe')": 3}, 8: {"2 ('maybe')": 3}}, "all")
+    assert note.startswith("K = 4, 8: label 2 ('maybe') has 3 training examples, all of them taken")
+    assert mod.short_note({16: {"0 ('no')": 14}}, "skip") == "K = 16: label 0 ('no') has 14 training examples, not run"
