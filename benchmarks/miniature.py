@@ -80,6 +80,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=1,
                    help="CLIP: stage runs side by side in worker processes (the configs' `workers`; results do not depend on it)")
     p.add_argument("--upt", action="store_true", help="also UPT / MUPT (one more teachers+source pair)")
+    p.add_argument("--coop-only", action="store_true",
+                   help="CLIP: only the text-prompt lines (ZS-CLIP, CoOp, MCoOp, MCoOp (MVLPT)): no VPT / UPT runs")
+    p.add_argument("--coop-init", choices=["config", "random"], default="config",
+                   help="CLIP: where the CoOp family's text context starts in the teachers, both source recipes "
+                        "and single-task CoOp: the config's prompt.text (mini_shared.yaml: the words 'a photo of a') "
+                        "or random (N(0, 0.02²): CoOp's and MVLPT's default, COOP.CTX_INIT ''); target runs "
+                        "start from the source either way")
     p.add_argument("--teacher-steps", type=int, default=None, help="CLIP teachers stage steps (default: the config's)")
     p.add_argument("--source-steps", type=int, default=None, help="CLIP source stage steps (default: the config's)")
     p.add_argument("--fewshot-steps", type=int, default=None,
@@ -153,12 +160,17 @@ def clip_overrides(args: argparse.Namespace, device: str, target: str, per_targe
     def steps() -> dict[str, Any]:  # a fresh mapping per method (a shared one becomes a YAML anchor)
         return {} if args.fewshot_steps is None else {"train": {"max_steps": args.fewshot_steps}}
 
+    lines = CLIP_METHODS + (UPT_METHODS if args.upt else [])
+    if getattr(args, "coop_only", False):
+        lines = [m for m in lines if m["stage"] == "zeroshot" or m.get("method") == "coop"]
     methods = [dict(m) if m["stage"] == "zeroshot" or args.fewshot_steps is None else {**m, "overrides": steps()}
-               for m in CLIP_METHODS + (UPT_METHODS if args.upt else [])]
+               for m in lines]
     if getattr(args, "distill_ablation", False):  # the same target stage, adapted from the undistilled source
         methods.append({"name": "MCoOp (no distill)", "stage": "target", "method": "coop", "baseline": "CoOp",
                         "overrides": {**steps(), "source_path": str(out / NO_DISTILL_SOURCE)}})
     ov = [f"output_dir={out}", f"train.device={device}", f"workers={args.workers}"]
+    if getattr(args, "coop_init", "config") == "random":  # per stage: a top-level key would also reach the target
+        ov += [f"stages.{stage}.prompt.text.init=random" for stage in ("teachers", "source", "single")]
     if not per_target:
         sources = [{"dataset": "cifar10", "shots": 16, "max_eval": args.source_max_eval},
                    {"dataset": "mnist", "shots": 16, "max_eval": args.source_max_eval, "hflip": False},
@@ -198,8 +210,12 @@ def _clip_steps(cfg) -> str:
             few = f"{few_cfg.train.max_steps} steps"
         o = few_cfg.train.optim
         sel = "best on val" if few_cfg.train.eval_every else "last step"
+        init = ""
+        if method == "coop":
+            p = few_cfg.prompt.text
+            init = (f"; text context from {p.init_text!r}" if p.init == "text" else f"; text context from {p.init} init")
         parts.append(f"{method}: teachers {t.train.max_steps} / source {s.train.max_steps} steps ({t.train.optim.name} "
-                     f"lr {t.train.optim.lr:g}); few-shot {o.name} lr {o.lr:g}, batch {few_cfg.train.batch_size}, {few}, {sel}")
+                     f"lr {t.train.optim.lr:g}); few-shot {o.name} lr {o.lr:g}, batch {few_cfg.train.batch_size}, {few}, {sel}{init}")
     return "schedules: " + "; ".join(parts)
 
 

@@ -127,6 +127,24 @@ def test_distillation_ablation_adds_a_target_method_from_the_undistilled_source(
     assert not mod.build_parser().parse_args([]).distill_ablation
 
 
+def test_coop_only_with_random_init_reaches_every_stage_but_the_target():
+    from mvlpt.clip.pipeline import config_for_stage, load_run_config
+
+    mod = _load()
+    args = mod.build_parser().parse_args(["--coop-only", "--coop-init", "random", "--upt", "--out-dir", "runs/m"])
+    ov = mod.clip_overrides(args, "cpu", "flowers5")
+    names = [m["name"] for m in yaml.safe_load(dict(o.split("=", 1) for o in ov)["sweep.methods"])]
+    assert names == ["ZS-CLIP", "CoOp", "MCoOp", "MCoOp (MVLPT)"]  # no VPT / UPT lines, --upt or not
+    cfg = load_run_config(mod.clip_config("flowers5"), ov)
+    inits = {stage: config_for_stage(cfg, stage, {"prompt": {"method": "coop"}}).prompt.text.init
+             for stage in ("teachers", "source", "single", "target")}
+    assert inits == {"teachers": "random", "source": "random", "single": "random", "target": "source"}
+    assert "text context from random init" in mod._clip_steps(cfg)
+    default = load_run_config(mod.clip_config("flowers5"), mod.clip_overrides(mod.build_parser().parse_args([]), "cpu", "flowers5"))
+    assert config_for_stage(default, "single", {"prompt": {"method": "coop"}}).prompt.text.init == "text"
+    assert "text context from 'a photo of a'" in mod._clip_steps(default)
+
+
 def test_text_shots_a_target_cannot_supply_are_found_before_training(shared_data):
     """BoolQ's 32-shot training set has 14 'no' rows, CB's 3 'maybe': found by the adapt stage's split
     before training, and the table note names the label, its count and what was done."""
