@@ -13,7 +13,9 @@ import math
 import random
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Sequence
+from typing import Any, Sequence
+
+from mvlpt.core.sampling import IfTooFew, check_if_too_few
 
 from .dataset import VLDataset, VLSubset, VLTask
 from .errors import DataError
@@ -41,7 +43,7 @@ def sample_few_shot(
     val_k: int | None = None,
     classnames: Sequence[str] | None = None,
     num_classes: int | None = None,
-    if_too_few: Literal["error", "largest", "all"] = "error",
+    if_too_few: IfTooFew = "error",
     skip_empty: bool = False,
     name: str = "dataset",
     option: str = "if_too_few='largest'",
@@ -56,8 +58,7 @@ def sample_few_shot(
     caller spells ``"largest"``) go into the error message."""
     if k < 1:
         raise DataError(f"few-shot K must be >= 1, found {k}")
-    if if_too_few not in ("error", "largest", "all"):
-        raise DataError(f"if_too_few must be 'error', 'largest' or 'all', found {if_too_few!r}")
+    check_if_too_few(if_too_few, "if_too_few")
     k_requested = k
     if num_classes is not None:
         n_cls = num_classes
@@ -152,7 +153,7 @@ def load_manifest(path: str | Path, labels: Sequence[int] | None = None) -> FewS
 
 
 def apply_few_shot(task: VLTask, k: int, seed: int, manifest: str | Path | None = None,
-                   if_too_few: Literal["error", "largest", "all"] = "error", val_k: int | None = None,
+                   if_too_few: IfTooFew = "error", val_k: int | None = None,
                    option: str = "if_too_few='largest'") -> VLTask:
     """A copy of ``task`` whose train/val splits are the K-shot subsets of its train split.
 

@@ -15,6 +15,7 @@ import yaml
 
 from mvlpt.core.config import apply_overrides, deep_merge, from_dict_in, read_yaml
 from mvlpt.core.errors import ConfigError
+from mvlpt.core.sampling import check_if_too_few
 from mvlpt.core.stages import MPTStage, PromptConfig
 from mvlpt.core.train_config import TrainConfig
 
@@ -259,8 +260,7 @@ class TextRunConfig:
             raise ConfigError(f"tasks: duplicate task names {dup}")
         if self.few_shot_k < 0:
             raise ConfigError(f"few_shot_k must be >= 0, found {self.few_shot_k}")
-        if self.few_shot_if_too_few not in IF_TOO_FEW:
-            raise ConfigError(f"few_shot_if_too_few must be one of {list(IF_TOO_FEW)}, found {self.few_shot_if_too_few!r}")
+        check_if_too_few(self.few_shot_if_too_few, "few_shot_if_too_few")
         d = self.train.distill
         if self.stage == "source" and not self.teacher_path and (d.kl_weight > 0 or d.mse_weight > 0):
             raise ConfigError("the source stage distils from the teachers run: set teacher_path "
@@ -272,10 +272,6 @@ class TextRunConfig:
     def task_names(self) -> list[str]:
         return [canonical_name(t.name) if not t.is_custom else t.name for t in self.tasks]
 
-
-#: what a few-shot draw does with a label that has fewer than K examples (``few_shot_if_too_few``; the CLIP
-#: head's ``data.if_too_few`` has the same three values)
-IF_TOO_FEW = ("error", "largest", "all")
 
 #: alias → canonical key of a text run config (the spellings the CLIP head uses, and the old ones)
 ALIASES = {"output_dir": "run_dir", "data.root": "data_root"}

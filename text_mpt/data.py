@@ -30,8 +30,9 @@ import torch
 from torch.utils.data import Dataset
 
 from mvlpt.core.errors import ConfigError, DataError
+from mvlpt.core.sampling import check_if_too_few
 
-from .config import IF_TOO_FEW, SelectionConfig, TaskConfig
+from .config import SelectionConfig, TaskConfig
 from .tasks import Example, TaskSpec, custom_task, examples_from_rows, get_task
 
 _EXTS = {".jsonl": "json", ".json": "json", ".csv": "csv", ".tsv": "csv", ".parquet": "parquet"}
@@ -120,8 +121,7 @@ def _few_shot_index(examples: Sequence[Example], k: int, seed: int, name: str = 
     naming the task, that label and its count (``if_too_few="error"``); ``"largest"`` lowers ``k`` to
     that count for every label; ``"all"`` gives the short labels all their examples (Dassl's few-shot
     sampler, which CoOp uses). ``short_out`` receives ``{label name: count}`` of the short labels."""
-    if if_too_few not in IF_TOO_FEW:
-        raise ConfigError(f"few_shot_if_too_few must be one of {list(IF_TOO_FEW)}, found {if_too_few!r}")
+    check_if_too_few(if_too_few, "few_shot_if_too_few")
     by_label: dict[int, list[int]] = defaultdict(list)
     for i, ex in enumerate(examples):
         by_label[-1 if ex.label is None else ex.label].append(i)

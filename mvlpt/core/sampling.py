@@ -20,7 +20,22 @@ from typing import Any, Iterator, Literal, Sequence
 import torch
 from torch.utils.data import Dataset, Sampler
 
-from .errors import DataError
+from .errors import ConfigError, DataError
+
+#: What a few-shot draw does with a label (class) that has fewer than K examples: ``error`` (say so
+#: before training), ``largest`` (lower K to that count for every label) or ``all`` (the short labels
+#: give all their examples, the others K each: Dassl's few-shot rule, which CoOp uses). The one
+#: vocabulary of the text head's ``few_shot_if_too_few``, the CLIP head's ``data.if_too_few`` and
+#: :func:`datasets_vl.fewshot.sample_few_shot`.
+IfTooFew = Literal["error", "largest", "all"]
+IF_TOO_FEW: tuple[str, ...] = ("error", "largest", "all")
+
+
+def check_if_too_few(value: str, key: str, allowed: Sequence[str] = IF_TOO_FEW) -> None:
+    """:class:`ConfigError` naming ``key`` unless ``value`` is one of ``allowed`` (a subset of
+    :data:`IF_TOO_FEW`)."""
+    if value not in allowed:
+        raise ConfigError(f"{key} must be one of {list(allowed)}, found {value!r}")
 
 
 @dataclass

@@ -20,6 +20,7 @@ from mvlpt.clip.backbone import BackboneConfig
 from mvlpt.clip.prompt_config import CLIPPromptConfig
 from mvlpt.clip.prompts import prompt_method
 from mvlpt.core.config import ConfigError, apply_overrides, deep_merge, from_dict, load_config, read_yaml, to_dict
+from mvlpt.core.sampling import check_if_too_few
 from mvlpt.core.stages import SOURCE_STAGES, Stage as TrainedStage
 from mvlpt.core.train_config import TrainConfig
 
@@ -129,8 +130,7 @@ class DataConfig:
     if_too_few: Literal["error", "largest"] = "error"
 
     def validate(self) -> None:
-        if self.if_too_few not in ("error", "largest"):
-            raise ConfigError(f"data.if_too_few must be 'error' or 'largest', found {self.if_too_few!r}")
+        check_if_too_few(self.if_too_few, "data.if_too_few", allowed=("error", "largest"))
         if self.val_source not in VAL_SOURCES:
             raise ConfigError(f"data.val_source must be one of {', '.join(VAL_SOURCES)}, found {self.val_source!r}")
         if not 0.0 < self.val_fraction < 1.0:
