@@ -61,6 +61,34 @@ def test_a_failing_job_stops_new_jobs_and_keeps_the_running_ones_results(tmp_pat
     assert not (tmp_path / "never").exists()
 
 
+def test_ctrl_c_of_the_main_process_reaches_the_running_workers_and_starts_no_new_job(tmp_path):
+    # a ``kill -INT`` of the main process alone (not its process group): the workers hear of it only
+    # through run_jobs, each saves (writes its marker) and stops, job c never starts, run_jobs raises
+    import signal
+    import subprocess
+    import sys
+
+    script = Path(__file__).with_name("interrupt_jobs.py")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(script.parent), os.environ.get("PYTHONPATH", "")])}
+    proc = subprocess.Popen([sys.executable, str(script), str(tmp_path)], env=env, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True)
+    deadline = time.monotonic() + 300  # a hang guard only: a spawned worker imports torch
+    while not all((tmp_path / f"{k}.started").exists() for k in "ab"):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "the two workers did not start"
+        time.sleep(0.1)
+    os.kill(proc.pid, signal.SIGINT)
+    try:
+        out, err = proc.communicate(timeout=300)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        raise AssertionError("run_jobs did not stop after Ctrl-C: the workers were not interrupted") from None
+    assert proc.returncode == 130, err
+    assert "interrupted" in out
+    assert (tmp_path / "a.interrupted").exists() and (tmp_path / "b.interrupted").exists()
+    assert not (tmp_path / "c.started").exists()
+
+
 def test_job_lists_must_name_earlier_jobs():
     with pytest.raises(ConfigError, match="needs"):
         run_jobs([Job("b", _fail, needs=("a",)), Job("a", _fail)], 2)

@@ -118,7 +118,7 @@ def run_jobs(jobs: Sequence[Job], workers: int = 1, pool: BackbonePool | None = 
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
             except KeyboardInterrupt as e:  # stop starting jobs; let the running ones save and stop
                 error = error or e
-                _interrupt_workers(ex)
+                _interrupt_workers()
                 continue
             for fut in finished:
                 job = running.pop(fut)
@@ -135,9 +135,10 @@ def run_jobs(jobs: Sequence[Job], workers: int = 1, pool: BackbonePool | None = 
     return results
 
 
-def _interrupt_workers(ex: ProcessPoolExecutor) -> None:
-    """Forward Ctrl-C to the workers (a ``kill -INT`` of this process alone does not reach them)."""
-    for proc in list(getattr(ex, "_processes", {}).values()):  # the executor keeps its processes here
+def _interrupt_workers() -> None:
+    """Forward Ctrl-C to the workers, this process's live children (a ``kill -INT`` of this process
+    alone does not reach them)."""
+    for proc in multiprocessing.active_children():
         if proc.pid and proc.is_alive():
             try:
                 os.kill(proc.pid, signal.SIGINT)
