@@ -232,7 +232,8 @@ class StageModel:
         """The core :class:`~mvlpt.core.trainer.Trainer` of this stage, writing ``cfg.output_dir`` (= ``run_dir``)."""
         return Trainer(self.model, self.train_ds, TextCollator(self.tokenizer.pad_token_id), self.cfg.train,
                        self.cfg.output_dir, eval_datasets=self.val_ds, teacher=self.teacher,
-                       run_config=self.run_config(), fresh=self.cfg.fresh)
+                       run_config=self.run_config(), fresh=self.cfg.fresh,
+                       eval_split={"dev": "dev", "none": None}.get(self.cfg.selection.mode, "val"))
 
 
 def build_stage(cfg: TextRunConfig) -> StageModel:

@@ -69,8 +69,10 @@ class Trainer:
         teacher: TaskModel | None = None,
         run_config: dict[str, Any] | None = None,
         fresh: bool = False,
+        eval_split: str | None = None,
     ):
         self.cfg = cfg
+        self.eval_split = eval_split  # what eval_datasets are (e.g. "val"): result.json says so
         self.fresh = fresh
         self.info = init_distributed(cfg.device if cfg.device != "auto" else None)
         self.device = resolve_device(cfg.device, self.info)
@@ -296,8 +298,10 @@ class Trainer:
         config is refused, ``fresh`` (default: the constructor's) clears it. A finished run of the same
         config returns its saved result (``result.json``) without training.
 
-        Returns ``{"final": metrics, "best": {...}, "step": n, "skipped_batches": k, "fingerprint", ...}``.
-        """
+        Returns ``{"final": metrics, "best": {...}, "step": n, "skipped_batches": k, "fingerprint", ...}``;
+        ``final`` and ``best`` are on the ``eval_datasets``, which ``"eval_split"`` names when the
+        constructor was given it (the heads: ``val`` when selecting; the reported metrics are in
+        ``results.md`` / ``results.csv``)."""
         fresh = self.fresh if fresh is None else fresh
         lock = RunLock(self.run_dir) if self.info.is_main else None
         self._bound = self._claim(lock, fresh)
@@ -425,7 +429,8 @@ class Trainer:
             health = self.check_health(final)
         finally:
             self.logger.close()
-        result = {"final": final, "best": self.best, "step": self.step, "skipped_batches": self.skipped,
+        result = {**({"eval_split": self.eval_split} if self.eval_split else {}),
+                  "final": final, "best": self.best, "step": self.step, "skipped_batches": self.skipped,
                   "mechanism": health["mechanism"], "health": {"ok": health["ok"], "problems": health["problems"],
                                                                **health["diagnostics"]},
                   "fingerprint": self.fingerprint}

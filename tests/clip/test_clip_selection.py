@@ -166,6 +166,9 @@ def test_reported_test_metrics_are_the_best_val_checkpoint(runs):
     assert step_best == res.metrics
     assert best != 8 and last != res.metrics  # this seed/lr: val peaks before the end, test differs
     assert [r for r in rows if r["split"] == "test"][-1]["checkpoint_step"] == best
+    # the loop's own record names the split its figures are on (val here, not the reported test)
+    loop = json.loads((res.run_dir / "result.json").read_text())
+    assert loop["eval_split"] == "val" and loop["best"]["step"] == best and loop["final"]["digits/n"] == 60
 
 
 def test_results_files_name_the_splits(runs):
@@ -186,6 +189,8 @@ def test_without_eval_the_last_step_is_reported_on_test(runs):
     rows = [json.loads(l) for l in (res.run_dir / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in rows if r["split"] == "eval"]
     assert [r["step"] for r in evals] == [8] and evals[0]["score"] == res.metrics["score"]
+    loop = json.loads((res.run_dir / "result.json").read_text())
+    assert loop["eval_split"] == "test" and loop["final"]["score"] == res.metrics["score"]
     assert _evaluate(cfg, res.run_dir, res.run_dir / "checkpoints" / "step_8" / "prompts.safetensors") == res.metrics
     md = (res.run_dir / "results.md").read_text()
     assert "test metrics at the last step (8); no model selection" in md

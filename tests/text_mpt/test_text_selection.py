@@ -142,6 +142,8 @@ def test_best_checkpoint_is_the_one_reported_on_test(tmp_path):
     ids = json.loads((run / "splits.json").read_text())["mood"]
     assert len(ids["val"]) == 15 and not set(ids["val"]) & set(ids["test"])
     assert [r["split"] for r in read_metrics(run)].count("test") == 1
+    loop = json.loads((run / "result.json").read_text())  # the loop's record: on val, and says so
+    assert loop["eval_split"] == "val" and loop["final"]["mood/n"] == 15 and loop["best"]["step"] == out["best_step"]
     assert "test part" in (run / "eval" / "results.md").read_text()
 
 
@@ -151,6 +153,8 @@ def test_legacy_and_no_selection_modes_are_labelled(tmp_path, mode):
     out = train_stage(_cfg(tmp_path, folder, mode, selection={"mode": mode}, train={"max_steps": 3, "eval_every": 0}))
     md = (Path(out["run_dir"]) / "results.md").read_text()
     assert out["test"]["mood/n"] == 12 and out["best_step"] == 3
+    loop = json.loads((Path(out["run_dir"]) / "result.json").read_text())
+    assert loop.get("eval_split") == ("dev" if mode == "dev" else None)
     if mode == "dev":
         assert "selected AND reported" in md and "| mood | dev |" in md and out["val"] == out["test"]
     else:

@@ -249,7 +249,7 @@ class StageModel:
         the validation sets when selecting, else the reported split; the resolved config binds ``run_dir``)."""
         return Trainer(self.model, [t.train for t in self.tasks], collate_vl, self.cfg.train, self.run_dir,
                        eval_datasets=[t.val if self.select else t.eval for t in self.tasks], teacher=self.teacher,
-                       run_config=to_dict(self.cfg))
+                       run_config=to_dict(self.cfg), eval_split="val" if self.select else self.cfg.eval_split)
 
 
 def build_stage_model(cfg: CLIPRunConfig, bb: Backbone, tasks: list[RunTask], run_dir: Path) -> StageModel:
