@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence, get_args
 
 import torch
 from torch.utils.data import Dataset, Sampler
@@ -28,7 +28,7 @@ from .errors import ConfigError, DataError
 #: vocabulary of the text head's ``few_shot_if_too_few``, the CLIP head's ``data.if_too_few`` and
 #: :func:`datasets_vl.fewshot.sample_few_shot`.
 IfTooFew = Literal["error", "largest", "all"]
-IF_TOO_FEW: tuple[str, ...] = ("error", "largest", "all")
+IF_TOO_FEW: tuple[str, ...] = get_args(IfTooFew)
 
 
 def check_if_too_few(value: str, key: str, allowed: Sequence[str] = IF_TOO_FEW) -> None:
