@@ -29,7 +29,7 @@ def _csv(path: Path, method: str, acc: dict[tuple[int, int], float], runs: Path 
             if runs is not None:
                 d = runs / f"{method}_k{k}_s{seed}" / "splits"
                 d.mkdir(parents=True)
-                (d / f"t_k{k}_s{seed}.json").write_text(split_text if (k, seed) != (2, 3) else split_text + " ")
+                (d / f"t_k{k}_s{seed}.json").write_text(split_text)
                 run = str(d.parent)
             w.writerow({"part": "clip", "target": "t", "method": method, "stage": "x", "prompt": "coop",
                         "shots": k, "seed": seed, "accuracy": a, "run_dir": run})
