@@ -87,6 +87,16 @@ def build_parser() -> argparse.ArgumentParser:
                         "and single-task CoOp: the config's prompt.text (mini_shared.yaml: the words 'a photo of a') "
                         "or random (N(0, 0.02²): CoOp's and MVLPT's default, COOP.CTX_INIT ''); target runs "
                         "start from the source either way")
+    p.add_argument("--sources", nargs="+", default=None, metavar="DATASET",
+                   help="CLIP: train on these of the target config's sources only (default: all of them), e.g. "
+                        "one group of benchmarks/source_groups.py")
+    p.add_argument("--lines", nargs="+", default=None, metavar="NAME",
+                   help="CLIP: run only these sweep lines, by name (e.g. 'MCoOp (MVLPT)'; default: all of the run's)")
+    p.add_argument("--eval-split", choices=["test", "val"], default="test",
+                   help="CLIP: the target split the few-shot runs report: test, or val (--val-k training-pool "
+                        "images per class not drawn as shots; for choosing sources on validation data, never test)")
+    p.add_argument("--val-k", type=int, default=100,
+                   help="CLIP, --eval-split val: validation images per class of each few-shot run (data.val_k)")
     p.add_argument("--teacher-steps", type=int, default=None, help="CLIP teachers stage steps (default: the config's)")
     p.add_argument("--source-steps", type=int, default=None, help="CLIP source stage steps (default: the config's)")
     p.add_argument("--fewshot-steps", type=int, default=None,
@@ -160,9 +170,7 @@ def clip_overrides(args: argparse.Namespace, device: str, target: str, per_targe
     def steps() -> dict[str, Any]:  # a fresh mapping per method (a shared one becomes a YAML anchor)
         return {} if args.fewshot_steps is None else {"train": {"max_steps": args.fewshot_steps}}
 
-    lines = CLIP_METHODS + (UPT_METHODS if args.upt else [])
-    if getattr(args, "coop_only", False):
-        lines = [m for m in lines if m["stage"] == "zeroshot" or m.get("method") == "coop"]
+    lines = clip_lines(args)
     methods = [dict(m) if m["stage"] == "zeroshot" or args.fewshot_steps is None else {**m, "overrides": steps()}
                for m in lines]
     if getattr(args, "distill_ablation", False):  # the same target stage, adapted from the undistilled source
@@ -171,12 +179,12 @@ def clip_overrides(args: argparse.Namespace, device: str, target: str, per_targe
     ov = [f"output_dir={out}", f"train.device={device}", f"workers={args.workers}"]
     if getattr(args, "coop_init", "config") == "random":  # per stage: a top-level key would also reach the target
         ov += [f"stages.{stage}.prompt.text.init=random" for stage in ("teachers", "source", "single")]
-    if not per_target:
-        sources = [{"dataset": "cifar10", "shots": 16, "max_eval": args.source_max_eval},
-                   {"dataset": "mnist", "shots": 16, "max_eval": args.source_max_eval, "hflip": False},
-                   {"dataset": "fashion_mnist", "shots": 16, "max_eval": args.source_max_eval},
-                   {"dataset": "easy_vqa", "max_train": args.vqa_max_train, "max_eval": args.source_max_eval}]
-        ov.append(f"sources={_flow(sources)}")
+    if getattr(args, "eval_split", "test") == "val":  # the few-shot stages only: sources keep their own splits
+        for stage in ("single", "target"):  # no selection on it (val_source auto, eval_every 0): it is reported
+            ov += [f"stages.{stage}.eval_split=val", f"stages.{stage}.data.val_source=auto",
+                   f"stages.{stage}.data.val_k={args.val_k}"]
+    if not per_target or getattr(args, "sources", None):
+        ov.append(f"sources={_flow(chosen_sources(args, config_sources(args, target)))}")
     # dotted keys, not a whole ``target=`` mapping: overrides are re-applied last to every
     # stage config, and a whole mapping would reset the sweep's per-cell shots / seed
     ov += [f"target.dataset={target}", f"target.max_eval={args.target_max_eval}"]
@@ -189,6 +197,57 @@ def clip_overrides(args: argparse.Namespace, device: str, target: str, per_targe
     ov += [f"sweep.shots={_flow(args.shots)}", f"sweep.seeds={_flow(args.seeds)}",
            f"sweep.seeds_at={_flow(seeds_at(args))}", f"sweep.methods={_flow(methods)}"]
     return ov
+
+
+def clip_lines(args: argparse.Namespace) -> list[dict[str, Any]]:
+    """The CLIP sweep lines of this run: all, the text-prompt ones (``--coop-only``), then those named
+    by ``--lines``. Raises ``SystemExit`` (before any training) on an unknown name, and on a zero-shot
+    line with ``--eval-split val`` (without shots there is no val split of the target to report)."""
+    lines = CLIP_METHODS + (UPT_METHODS if args.upt else [])
+    if getattr(args, "coop_only", False):
+        lines = [m for m in lines if m["stage"] == "zeroshot" or m.get("method") == "coop"]
+    wanted = getattr(args, "lines", None)
+    if wanted:
+        names = [m["name"] for m in lines]
+        unknown = [n for n in wanted if n not in names]
+        if unknown:
+            raise SystemExit(f"--lines: {unknown} not among this run's lines {names}")
+        lines = [m for m in lines if m["name"] in wanted]
+    if getattr(args, "eval_split", "test") == "val" and any(m["stage"] == "zeroshot" for m in lines):
+        raise SystemExit("--eval-split val: the zero-shot line has no val split (val is the target's training pool "
+                         "beside the K shots); leave it out with --lines")
+    return lines
+
+
+def config_sources(args: argparse.Namespace, target: str) -> list[dict[str, Any]]:
+    """The source entries of ``target``'s experiment: its ``mini_<target>.yaml``, else the shared
+    fallback's (cifar10 / mnist / fashion_mnist / easy-vqa with this run's caps)."""
+    import yaml
+
+    path = clip_config(target)
+    if path is not None:
+        return list(yaml.safe_load(path.read_text()).get("sources") or [])
+    return [{"dataset": "cifar10", "shots": 16, "max_eval": args.source_max_eval},
+            {"dataset": "mnist", "shots": 16, "max_eval": args.source_max_eval, "hflip": False},
+            {"dataset": "fashion_mnist", "shots": 16, "max_eval": args.source_max_eval},
+            {"dataset": "easy_vqa", "max_train": args.vqa_max_train, "max_eval": args.source_max_eval}]
+
+
+def source_name(entry: dict[str, Any]) -> str:
+    return str(entry.get("name") or entry["dataset"])
+
+
+def chosen_sources(args: argparse.Namespace, available: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The entries of ``available`` named by ``--sources`` (in the order given; all when unset), each
+    with the config's own settings (shots, caps). Raises ``SystemExit`` on a name the config lacks."""
+    wanted = getattr(args, "sources", None)
+    if not wanted:
+        return list(available)
+    by_name = {source_name(e): e for e in available}
+    unknown = [n for n in wanted if n not in by_name]
+    if unknown:
+        raise SystemExit(f"--sources: {unknown} not among the target's sources {list(by_name)}")
+    return [by_name[n] for n in dict.fromkeys(wanted)]
 
 
 def _clip_steps(cfg) -> str:
@@ -260,8 +319,10 @@ def run_clip(args: argparse.Namespace, device: str, log: list[str], meta: dict[s
         meta["pairs"][("clip", target)] = cfg.sweep.pairs(cfg.method)
         meta["times"][f"CLIP {target}" + (" (with its sources)" if first else "")] = time.perf_counter() - t0
         srcs = ", ".join(t.name for t in cfg.sources)  # type: ignore[union-attr]
+        split = ("test split" if args.eval_split == "test"
+                 else f"val split ({args.val_k} training-pool images per class not drawn as shots), not test")
         meta["settings"][("clip", target)] = (f"config `{config.relative_to(ROOT)}`; sources {srcs}; target eval "
-                                              f"{'full test split' if not cfg.target.max_eval else f'{cfg.target.max_eval} examples'}; "  # type: ignore[union-attr]
+                                              f"{f'full {split}' if not cfg.target.max_eval else f'{cfg.target.max_eval} examples of the {split}'}; "  # type: ignore[union-attr]
                                               + _clip_steps(cfg))
     return rows
 
@@ -559,6 +620,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     meta = new_meta()
     log: list[str] = []
     if not args.skip_clip:
+        for target in args.targets:  # a bad --lines / --sources / --eval-split stops here, before any training
+            clip_overrides(args, device.type, target)
         rows += run_clip(args, device.type, log, meta)
     if not args.skip_text:
         rows += run_text(args, device.type, log, meta)

@@ -168,6 +168,9 @@ def apply_few_shot(task: VLTask, k: int, seed: int, manifest: str | Path | None 
         split = load_manifest(manifest, labels)
         if split.k != fresh.k or split.seed != seed:
             raise DataError(f"{manifest}: manifest is for K={split.k}, seed={split.seed}, not K={fresh.k}, seed={seed}")
+        if split.val_k != fresh.val_k:
+            raise DataError(f"{manifest}: manifest holds {split.val_k} validation rows per class, this run asks for "
+                            f"{fresh.val_k}; use a fresh run directory")
     else:
         split = fresh
         if manifest is not None:

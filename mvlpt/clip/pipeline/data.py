@@ -113,8 +113,9 @@ def build_validation(entry: TaskEntry, cfg: CLIPRunConfig, task: VLTask, own_val
                             "(data.val_source=split); "
                             "set data.val_source to 'holdout' (or 'auto') to hold out part of the training split")
         val = own_val
-        if entry.shots > 0:  # CoOp: min(K, 4) validation examples per class of the val split
-            fs = sample_few_shot(own_val.labels, min(entry.shots, 4), entry.seed, val_k=0, num_classes=task.num_classes,
+        if entry.shots > 0:  # CoOp: min(K, 4) validation examples per class of the val split (data.val_k)
+            fs = sample_few_shot(own_val.labels, cfg.data.few_shot_val_k(entry.shots), entry.seed, val_k=0,
+                                 num_classes=task.num_classes,
                                  if_too_few="all", skip_empty=True)
             val = take_rows(own_val, fs.train)
     elif entry.shots > 0:  # few-shot hold-out: the manifest's val rows (train pool rows not drawn as shots)
@@ -157,7 +158,7 @@ def load_entry(entry: TaskEntry, cfg: CLIPRunConfig, pre: Preprocess, run_dir: P
         # VQA: K per best answer; rare answers have fewer examples and keep all of them
         policy = cfg.data.if_too_few if task.task_type == "classification" else "all"
         task = apply_few_shot(task, entry.shots, entry.seed, manifest=manifest, if_too_few=policy,
-                              option="data.if_too_few=largest")
+                              val_k=cfg.data.few_shot_val_k(entry.shots), option="data.if_too_few=largest")
     select = need_train and selects_on_val(cfg)
     if select and cfg.eval_split == "val":
         raise ConfigError("eval_split=val would report the numbers on the split the checkpoint is selected on; "

@@ -115,6 +115,9 @@ class DataConfig:
         val_fraction: share of the training rows held out (``holdout``, full-data runs), in (0, 1).
         val_max: cap on each task's validation examples (a seeded subset; 0 = no cap); the task's
             ``max_eval`` caps them too.
+        val_k: validation examples per class of a few-shot run, in either mode (``null`` = CoOp's
+            ``min(K, 4)``); more give a steadier validation figure, e.g. to compare source groups
+            on the target's val split (``eval_split: val``). The K shots themselves do not change.
         if_too_few: a few-shot K larger than a classification task's smallest class: ``error``
             (naming the task and that class), or ``largest`` = train with the largest K every class
             has; that K is shown in the tables and the run directory (``k24of32_s1``).
@@ -127,7 +130,12 @@ class DataConfig:
     val_source: Literal["auto", "split", "holdout"] = "auto"
     val_fraction: float = 0.1
     val_max: int = 0
+    val_k: int | None = None
     if_too_few: Literal["error", "largest"] = "error"
+
+    def few_shot_val_k(self, shots: int) -> int:
+        """Validation examples per class of a ``shots``-shot run (``val_k``, else ``min(shots, 4)``)."""
+        return min(shots, 4) if self.val_k is None else self.val_k
 
     def validate(self) -> None:
         check_if_too_few(self.if_too_few, "data.if_too_few", allowed=("error", "largest"))
@@ -138,6 +146,9 @@ class DataConfig:
                               f"validation), found {self.val_fraction}")
         if self.val_max < 0:
             raise ConfigError(f"data.val_max must be >= 0 (0 = no cap), found {self.val_max}")
+        if self.val_k is not None and (isinstance(self.val_k, bool) or not isinstance(self.val_k, int) or self.val_k < 1):
+            raise ConfigError(f"data.val_k must be a whole number >= 1 (validation examples per class of a "
+                              f"few-shot run) or null (CoOp's min(K, 4)), found {self.val_k!r}")
 
 
 @dataclass
