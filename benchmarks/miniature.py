@@ -184,7 +184,7 @@ def clip_overrides(args: argparse.Namespace, device: str, target: str, per_targe
             ov += [f"stages.{stage}.eval_split=val", f"stages.{stage}.data.val_source=auto",
                    f"stages.{stage}.data.val_k={args.val_k}"]
     if not per_target or getattr(args, "sources", None):
-        ov.append(f"sources={_flow(chosen_sources(args, config_sources(args, target)))}")
+        ov.append(f"sources={_flow(chosen_sources(args, config_sources(args, target, per_target)))}")
     # dotted keys, not a whole ``target=`` mapping: overrides are re-applied last to every
     # stage config, and a whole mapping would reset the sweep's per-cell shots / seed
     ov += [f"target.dataset={target}", f"target.max_eval={args.target_max_eval}"]
@@ -219,13 +219,14 @@ def clip_lines(args: argparse.Namespace) -> list[dict[str, Any]]:
     return lines
 
 
-def config_sources(args: argparse.Namespace, target: str) -> list[dict[str, Any]]:
-    """The source entries of ``target``'s experiment: its ``mini_<target>.yaml``, else the shared
-    fallback's (cifar10 / mnist / fashion_mnist / easy-vqa with this run's caps)."""
+def config_sources(args: argparse.Namespace, target: str, per_target: bool | None = None) -> list[dict[str, Any]]:
+    """The source entries of ``target``'s experiment: its ``mini_<target>.yaml`` (``per_target``, by
+    default when that file exists), else the shared fallback's (cifar10 / mnist / fashion_mnist /
+    easy-vqa with this run's caps)."""
     import yaml
 
     path = clip_config(target)
-    if path is not None:
+    if path is not None and per_target is not False:
         return list(yaml.safe_load(path.read_text()).get("sources") or [])
     return [{"dataset": "cifar10", "shots": 16, "max_eval": args.source_max_eval},
             {"dataset": "mnist", "shots": 16, "max_eval": args.source_max_eval, "hflip": False},

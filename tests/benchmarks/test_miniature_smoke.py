@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import yaml
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "miniature.py"
@@ -155,3 +156,32 @@ def test_text_shots_a_target_cannot_supply_are_found_before_training(shared_data
     note = mod.short_note({4: {"2 ('maybe')": 3}, 8: {"2 ('maybe')": 3}}, "all")
     assert note.startswith("K = 4, 8: label 2 ('maybe') has 3 training examples, all of them taken")
     assert mod.short_note({16: {"0 ('no')": 14}}, "skip") == "K = 16: label 0 ('no') has 14 training examples, not run"
+
+
+def test_sources_lines_and_val_split_narrow_a_run_before_any_training():
+    """--sources keeps the config's own entries (shots, caps) of the named sources; --lines the named
+    sweep lines; --eval-split val reports the few-shot stages on --val-k unsampled images per class
+    without selecting on them, and leaves the sources' splits alone. Bad names stop the run."""
+    from mvlpt.clip.pipeline import config_for_stage, load_run_config
+
+    mod = _load()
+    args = mod.build_parser().parse_args(["--coop-only", "--sources", "easy_vqa_color", "caltech101",
+                                          "--lines", "MCoOp (MVLPT)", "--eval-split", "val", "--val-k", "50"])
+    ov = mod.clip_overrides(args, "cpu", "flowers5")
+    d = dict(o.split("=", 1) for o in ov)
+    own = {mod.source_name(e): e for e in yaml.safe_load((mod.CLIP_CONFIGS / "mini_flowers5.yaml").read_text())["sources"]}
+    assert yaml.safe_load(d["sources"]) == [own["easy_vqa_color"], own["caltech101"]]
+    assert [m["name"] for m in yaml.safe_load(d["sweep.methods"])] == ["MCoOp (MVLPT)"]
+    cfg = load_run_config(mod.clip_config("flowers5"), ov)
+    assert [t.name for t in cfg.sources] == ["easy_vqa_color", "caltech101"]
+    for stage in ("single", "target"):
+        s = config_for_stage(cfg, stage, {"prompt": {"method": "coop"}})
+        assert (s.eval_split, s.data.val_source, s.data.val_k, s.train.eval_every) == ("val", "auto", 50, 0)
+    src = config_for_stage(cfg, "source", {"prompt": {"method": "coop"}})
+    assert src.eval_split == "test" and src.data.val_source == "holdout" and src.data.val_k is None
+    plain = dict(o.split("=", 1) for o in mod.clip_overrides(mod.build_parser().parse_args([]), "cpu", "flowers5"))
+    assert "sources" not in plain and not any(k.endswith("eval_split") for k in plain)
+    for bad, msg in ((["--sources", "mnist"], "--sources"), (["--lines", "CoOpp"], "--lines"),
+                     (["--coop-only", "--eval-split", "val"], "zero-shot")):
+        with pytest.raises(SystemExit, match=msg):
+            mod.clip_overrides(mod.build_parser().parse_args(bad), "cpu", "flowers5")

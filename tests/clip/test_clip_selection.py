@@ -72,6 +72,31 @@ def test_fewshot_holdout_uses_unsampled_train_rows(tmp_path):
     assert image_names(load_run_tasks(cfg, PRE, tmp_path / "run")[0].val) == val
 
 
+def test_val_k_sets_the_few_shot_validation_rows_per_class_and_leaves_the_shots(tmp_path):
+    """data.val_k: a larger few-shot validation set (to compare runs on the target's val split) from
+    the same unsampled pool; the K shots are those of the default run, and a manifest written with
+    another val_k is refused rather than silently reused."""
+    def load(run, **data):
+        cfg = _cfg(train={"eval_every": 2}, target={"shots": 2, "seed": 3}, run_dir=str(tmp_path / run),
+                   data={"train_augment": False, **data})
+        return load_run_tasks(cfg, PRE, tmp_path / run)[0]
+
+    default, wide = load("coop"), load("wide", val_k=12)
+    assert image_names(wide.train) == image_names(default.train)  # the shots do not move
+    assert len(default.val) == 20 and len(wide.val) == 120  # min(K, 4) vs 12 per class, 10 classes
+    assert image_names(default.val) < image_names(wide.val)  # the same pool order, further along
+    assert not image_names(wide.val) & image_names(wide.train) and not image_names(wide.val) & image_names(wide.eval)
+    # reported as the val split without selection: eval_split=val, val_source auto, eval_every 0
+    plain = load_run_tasks(_cfg(target={"shots": 2, "seed": 3}, eval_split="val", run_dir=str(tmp_path / "v"),
+                                data={"train_augment": False, "val_k": 12}), PRE, tmp_path / "v")[0]
+    assert plain.val is None and image_names(plain.eval) == image_names(wide.val)
+    with pytest.raises(DataError, match="validation rows per class"):
+        load("coop", val_k=12)
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ConfigError, match="data.val_k"):
+            _cfg(data={"val_k": bad})
+
+
 def _image_folder(root: Path) -> Path:
     rng = np.random.default_rng(0)
     for split, n in (("train", 5), ("val", 3), ("test", 2)):
