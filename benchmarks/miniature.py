@@ -192,8 +192,9 @@ def clip_overrides(args: argparse.Namespace, device: str, target: str, per_targe
         ov.append(f"stages.teachers.train.max_steps={args.teacher_steps}")
     if args.source_steps is not None:
         ov.append(f"stages.source.train.max_steps={args.source_steps}")
-    if args.fewshot_steps is not None:  # fixed steps instead of the config's epochs per K
+    if args.fewshot_steps is not None:  # fixed steps instead of the config's epochs per K, its methods' too
         ov.append("sweep.epochs_by_shots={}")
+        ov += [f"methods.{m}.sweep.epochs_by_shots={{}}" for m in dict.fromkeys(x["method"] for x in methods if "method" in x)]
     ov += [f"sweep.shots={_flow(args.shots)}", f"sweep.seeds={_flow(args.seeds)}",
            f"sweep.seeds_at={_flow(seeds_at(args))}", f"sweep.methods={_flow(methods)}"]
     return ov

@@ -75,6 +75,11 @@ def test_reduced_run_arguments_and_clip_overrides():
                                            ("MUPT", "UPT"), ("MUPT (MVLPT)", "UPT")]
     assert all(m["overrides"]["train"]["max_steps"] == 5 for m in methods if m["stage"] != "zeroshot")
     assert ov["sweep.epochs_by_shots"] == "{}"  # fixed steps replace the config's epochs per K
+    from mvlpt.clip.pipeline.run_config import method_epochs_by_shots
+
+    assert method_epochs_by_shots(load_run_config(mod.CLIP_CONFIG), "coop")  # the config's own epochs per K ...
+    fixed = load_run_config(mod.CLIP_CONFIG, mod.clip_overrides(args, "cpu", "sign_digits"))
+    assert all(method_epochs_by_shots(fixed, m) == {} for m in ("coop", "vpt", "upt"))  # ... replaced for every method
     assert "&" not in ov["sweep.methods"]  # no YAML anchors in the logged command
 
 
