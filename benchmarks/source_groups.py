@@ -56,6 +56,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out-dir", default="runs/source_groups", help="run directories and per-group logs")
     p.add_argument("--results", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--tag", default="cpu")
+    p.add_argument("--report-only", action="store_true",
+                   help="re-make the ranking from the groups' files under --out-dir, running nothing")
     return p
 
 
@@ -98,6 +100,30 @@ def group_command(args: argparse.Namespace, group: Sequence[str]) -> list[str]:
             "--k1-seeds", "--tag", "group", "--out-dir", str(out), "--results", str(out)]
 
 
+def shown_command(args: argparse.Namespace, group: Sequence[str]) -> list[str]:
+    """:func:`group_command` as a reader types it from the repository root (no interpreter path)."""
+    cmd = group_command(args, group)[1:]
+    return [str(MINIATURE.relative_to(ROOT))] + cmd[1:]
+
+
+def group_commits(args: argparse.Namespace, groups: Sequence[tuple[str, ...]]) -> list[str]:
+    """The distinct git commits the groups' own reports (``miniature_group.md``) name."""
+    out = []
+    for g in groups:
+        path = Path(args.out_dir) / args.target / slug(g) / "miniature_group.md"
+        lines = path.read_text().splitlines() if path.is_file() else []
+        out += [ln.split("`")[1] for ln in lines if ln.startswith("- git commit: `")] or ["?"]
+    return list(dict.fromkeys(out))
+
+
+def group_wall(args: argparse.Namespace, group: Sequence[str]) -> float:
+    """The wall seconds a group's run recorded (``wall_s.txt`` beside its runs)."""
+    path = Path(args.out_dir) / args.target / slug(group) / "wall_s.txt"
+    if not path.is_file():
+        raise SystemExit(f"--report-only: group {slug(group)} has not run ({path} is missing)")
+    return float(path.read_text())
+
+
 def run_group(args: argparse.Namespace, group: Sequence[str]) -> float:
     """Run one group's process (log beside its runs); its wall seconds. Raises on failure."""
     out = Path(args.out_dir) / args.target / slug(group)
@@ -108,7 +134,9 @@ def run_group(args: argparse.Namespace, group: Sequence[str]) -> float:
         rc = subprocess.run(group_command(args, group), stdout=log, stderr=subprocess.STDOUT, env=env, cwd=ROOT).returncode
     if rc:
         raise RuntimeError(f"group {slug(group)} failed (rc {rc}); see {out / 'log.txt'}")
-    return time.perf_counter() - t0
+    wall = time.perf_counter() - t0
+    (out / "wall_s.txt").write_text(f"{wall:.1f}\n")
+    return wall
 
 
 def read_group(args: argparse.Namespace, group: Sequence[str]) -> list[dict[str, Any]]:
@@ -121,14 +149,17 @@ def read_group(args: argparse.Namespace, group: Sequence[str]) -> list[dict[str,
 
 
 def source_scores(args: argparse.Namespace, group: Sequence[str]) -> str:
-    """The group's source run: accuracy per source task on that task's test split, e.g. ``cifar10 51.8``."""
+    """The group's source run: accuracy % per source task on the split its ``result.json`` names
+    (``val``, n images, when the source selects its checkpoint), e.g. ``cifar10 62.5 (val, 40)``."""
     import json
 
     path = Path(args.out_dir) / args.target / slug(group) / "clip" / args.target / "source_coop_mvlpt" / "result.json"
     if not path.is_file():
         return "—"
-    final = json.loads(path.read_text()).get("final", {})
-    return ", ".join(f"{s} {100 * final[f'{s}/accuracy']:.1f}" for s in group if f"{s}/accuracy" in final) or "—"
+    res = json.loads(path.read_text())
+    final, split = res.get("final", {}), res.get("eval_split", "?")
+    return ", ".join(f"{s} {final[f'{s}/accuracy']:.1f} ({split}, {final.get(f'{s}/n', 0):.0f})"
+                     for s in group if f"{s}/accuracy" in final) or "—"
 
 
 def rank(rows: Sequence[dict[str, Any]], groups: Sequence[tuple[str, ...]], shots: Sequence[int]) -> list[dict[str, Any]]:
@@ -155,7 +186,8 @@ def rank(rows: Sequence[dict[str, Any]], groups: Sequence[tuple[str, ...]], shot
 
 
 def ranking_markdown(ranked: Sequence[dict[str, Any]], shots: Sequence[int], full: str, sources: dict[str, str]) -> str:
-    cols = ["group"] + [f"K={k}" for k in shots] + ["mean", "n", f"Δ vs {full}", "95% CI", "wins/n", "source (its tasks' test %)"]
+    cols = ["group"] + [f"K={k}" for k in shots] + ["mean", "n", f"Δ vs {full}", "95% CI", "wins/n",
+                                                    "source run: its tasks' accuracy % (split, n)"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in ranked:
         ks = [f"{r[f'K={k}']:.1f}" if r.get(f"K={k}") is not None else "—" for k in shots]
@@ -186,12 +218,15 @@ def write_report(args: argparse.Namespace, argv: Sequence[str], groups: Sequence
         w.writeheader()
         w.writerows(rows)
     sources = {slug(g): source_scores(args, g) for g in groups}
-    cmd = "python benchmarks/source_groups.py " + " ".join(shlex.quote(a) for a in argv)
+    cmd = "python benchmarks/source_groups.py " + " ".join(shlex.quote(a) for a in argv if a != "--report-only")
     md = [f"# Source groups for {args.target}: MVLPT's task grouping, chosen on val\n",
           f"- device: {env['device']} ({env['device_name']}), torch {env['torch']}, 1 CPU thread per group, "
-          f"{args.parallel} groups side by side",
-          f"- git commit: `{env['git_commit']}`", f"- date: {env['time_utc']}",
-          f"- wall time: {wall_s / 60:.1f} min in all; per group " + ", ".join(f"`{g}` {s / 60:.1f}" for g, s in walls.items()) + " min",
+          f"{args.parallel} group{'s' if args.parallel > 1 else ''} at a time",
+          f"- git commit of the group runs: {', '.join(f'`{c}`' for c in group_commits(args, groups))}; of this report: "
+          f"`{env['git_commit']}`", f"- date: {env['time_utc']}",
+          (f"- wall time: {wall_s / 60:.1f} min in all; " if wall_s else "- wall time (groups run earlier, this report "
+           "re-made from their files with --report-only): ")
+          + "per group " + ", ".join(f"`{g}` {s / 60:.1f}" for g, s in walls.items()) + " min",
           f"- command: `MVLPT_DATA={os.environ.get('MVLPT_DATA', '')} {cmd}`",
           f"- line: {LINE} (MVLPT's source recipe on the group, then few-shot CoOp on {args.target} from it); "
           f"text context from {'random init' if args.coop_init == 'random' else 'the config'}; shots {list(args.shots)}, "
@@ -204,7 +239,7 @@ def write_report(args: argparse.Namespace, argv: Sequence[str], groups: Sequence
           + f". Its test figures: `python benchmarks/miniature.py --skip-text --coop-only --coop-init {args.coop_init} "
           f"--targets {args.target} --sources {' '.join(best.split('+'))} ...`.", "",
           f"Per-run rows: {Path(f'{stem}.csv').name}. Each group's command: "
-          f"`{' '.join(shlex.quote(a) for a in group_command(args, groups[0])[1:])}` (its sources after --sources).", ""]
+          f"`python {' '.join(shlex.quote(a) for a in shown_command(args, groups[0]))}` (its sources after --sources).", ""]
     Path(f"{stem}.md").write_text("\n".join(md))
     return Path(f"{stem}.md")
 
@@ -216,13 +251,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     groups = parse_groups(args.groups, target_sources(args.target))
     t0 = time.perf_counter()
     walls: dict[str, float] = {}
-    with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
-        futures = {slug(g): pool.submit(run_group, args, g) for g in groups}
-        for name, fut in futures.items():
-            walls[name] = fut.result()
-            print(f"[{args.target}] group {name}: {walls[name] / 60:.1f} min", flush=True)
+    if args.report_only:
+        walls = {slug(g): group_wall(args, g) for g in groups}
+    else:
+        with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
+            futures = {slug(g): pool.submit(run_group, args, g) for g in groups}
+            for name, fut in futures.items():
+                walls[name] = fut.result()
+                print(f"[{args.target}] group {name}: {walls[name] / 60:.1f} min", flush=True)
     rows = [r for g in groups for r in read_group(args, g)]
-    path = write_report(args, argv, groups, rows, walls, time.perf_counter() - t0)
+    path = write_report(args, argv, groups, rows, walls, 0.0 if args.report_only else time.perf_counter() - t0)
     print(path.read_text())
     return 0
 

@@ -72,3 +72,31 @@ def test_ranking_pairs_each_group_with_the_full_group_on_the_same_cells():
     lines = md.splitlines()
     assert lines[2].startswith("| `a` |") and "+2.2 ▲" in lines[2] and "6/6" in lines[2] and "a 50.0" in lines[2]
     assert "(reference)" in lines[3]
+
+
+def test_report_only_remakes_the_ranking_from_the_groups_files(tmp_path):
+    """--report-only runs nothing: it reads each group's rows, wall time, commit and source result
+    (accuracy already in %, with its split and n) and names the group with the best val mean."""
+    import json
+
+    mod = _load()
+    groups = {"cifar10+caltech101+easy_vqa_color": 30.0, "cifar10": 32.0}
+    for g, acc in groups.items():
+        d = tmp_path / "flowers5" / g
+        (d / "clip" / "flowers5" / "source_coop_mvlpt").mkdir(parents=True)
+        rows = ["part,target,method,stage,prompt,shots,seed,accuracy,params,steps,time_s,run_dir"]
+        rows += [f"clip,flowers5,MCoOp (MVLPT),target,coop,{k},{s},{acc + s},,300,1.0,r" for k in (1, 2, 4) for s in (1, 2)]
+        (d / "miniature_group.csv").write_text("\n".join(rows) + "\n")
+        (d / "wall_s.txt").write_text("90.0\n")
+        (d / "miniature_group.md").write_text("# x\n\n- git commit: `abc123`\n")
+        (d / "clip" / "flowers5" / "source_coop_mvlpt" / "result.json").write_text(
+            json.dumps({"final": {"cifar10/accuracy": 57.5, "cifar10/n": 40.0}, "eval_split": "val"}))
+    with pytest.raises(SystemExit, match="has not run"):
+        mod.main(["--target", "flowers5", "--groups", "caltech101", "--report-only",
+                  "--out-dir", str(tmp_path), "--results", str(tmp_path / "res")])
+    mod.main(["--target", "flowers5", "--groups", "cifar10", "--report-only",
+              "--out-dir", str(tmp_path), "--results", str(tmp_path / "res")])
+    md = (tmp_path / "res" / "miniature_cpu_flowers5_source_groups.md").read_text()
+    assert "**Chosen on val: `cifar10`**" in md and "+2.0 ▲" in md and "6/6" in md
+    assert "cifar10 57.5 (val, 40)" in md and "`abc123`" in md and "`cifar10` 1.5" in md
+    assert "--report-only" not in md.split("- command:")[1].splitlines()[0]
