@@ -88,8 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "or random (N(0, 0.02²): CoOp's and MVLPT's default, COOP.CTX_INIT ''); target runs "
                         "start from the source either way")
     p.add_argument("--sources", nargs="+", default=None, metavar="DATASET",
-                   help="CLIP: train on these of the target config's sources only (default: all of them), e.g. "
-                        "one group of benchmarks/source_groups.py")
+                   help="CLIP: train on these sources instead of the target config's (default: all of those): any "
+                        "source of a configs/clip/mini_*.yaml, with its settings there; e.g. a group of "
+                        "benchmarks/source_groups.py")
     p.add_argument("--lines", nargs="+", default=None, metavar="NAME",
                    help="CLIP: run only these sweep lines, by name (e.g. 'MCoOp (MVLPT)'; default: all of the run's)")
     p.add_argument("--eval-split", choices=["test", "val"], default="test",
@@ -184,7 +185,7 @@ def clip_overrides(args: argparse.Namespace, device: str, target: str, per_targe
             ov += [f"stages.{stage}.eval_split=val", f"stages.{stage}.data.val_source=auto",
                    f"stages.{stage}.data.val_k={args.val_k}"]
     if not per_target or getattr(args, "sources", None):
-        ov.append(f"sources={_flow(chosen_sources(args, config_sources(args, target, per_target)))}")
+        ov.append(f"sources={_flow(chosen_sources(args, config_sources(args, target, per_target), source_pool(args, target, per_target)))}")
     # dotted keys, not a whole ``target=`` mapping: overrides are re-applied last to every
     # stage config, and a whole mapping would reset the sweep's per-cell shots / seed
     ov += [f"target.dataset={target}", f"target.max_eval={args.target_max_eval}"]
@@ -239,16 +240,30 @@ def source_name(entry: dict[str, Any]) -> str:
     return str(entry.get("name") or entry["dataset"])
 
 
-def chosen_sources(args: argparse.Namespace, available: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The entries of ``available`` named by ``--sources`` (in the order given; all when unset), each
-    with the config's own settings (shots, caps). Raises ``SystemExit`` on a name the config lacks."""
+def source_pool(args: argparse.Namespace, target: str, per_target: bool | None = None) -> list[dict[str, Any]]:
+    """Every source ``--sources`` may name for ``target``: its own (:func:`config_sources`) first,
+    then those of the other ``mini_*.yaml`` experiments, each entry with the settings it has there."""
+    import yaml
+
+    pool = {source_name(e): e for e in config_sources(args, target, per_target)}
+    for path in sorted(CLIP_CONFIGS.glob("mini_*.yaml")):
+        for e in yaml.safe_load(path.read_text()).get("sources") or []:
+            pool.setdefault(source_name(e), e)
+    return list(pool.values())
+
+
+def chosen_sources(args: argparse.Namespace, available: Sequence[dict[str, Any]],
+                   pool: Sequence[dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """The target's sources ``available`` when ``--sources`` is unset; else the entries of ``pool``
+    (default: ``available``) it names, in the order given, each with its config's settings (shots,
+    caps). Raises ``SystemExit`` on a name the pool lacks."""
     wanted = getattr(args, "sources", None)
     if not wanted:
         return list(available)
-    by_name = {source_name(e): e for e in available}
+    by_name = {source_name(e): e for e in (available if pool is None else pool)}
     unknown = [n for n in wanted if n not in by_name]
     if unknown:
-        raise SystemExit(f"--sources: {unknown} not among the target's sources {list(by_name)}")
+        raise SystemExit(f"--sources: {unknown} not among the miniature's sources {list(by_name)}")
     return [by_name[n] for n in dict.fromkeys(wanted)]
 
 

@@ -16,7 +16,9 @@ table shows is whether the choice of sources matters, and which one the data fav
     MVLPT_DATA=../shared/data python benchmarks/source_groups.py --target flowers5 --device cpu
 
 Each group is one ``miniature.py`` process (1 CPU thread; ``--parallel`` of them side by side); its
-files stay under ``--out-dir``; the ranking goes to ``<results>/miniature_<tag>_<target>_source_groups.{md,csv}``.
+files stay under ``--out-dir``, and a group that has already run there with the same shots and seeds
+is reused when its ``settings.json`` matches (shots, seeds, context init, device: a stopped run
+resumes, and adding a group runs only that one); the ranking goes to ``<results>/miniature_<tag>_<target>_source_groups.{md,csv}``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import argparse
 import csv
 import itertools
+import json
 import os
 import shlex
 import subprocess
@@ -46,7 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--target", required=True, help="CLIP target with a configs/clip/mini_<target>.yaml")
     p.add_argument("--groups", nargs="+", default=None, metavar="A+B",
-                   help="groups to try, each sources joined by '+' (default: every non-empty subset)")
+                   help="groups to try, each sources joined by '+', from any miniature config's sources; the "
+                        "target's full group always runs as the reference (default: every non-empty subset of it)")
     p.add_argument("--shots", nargs="+", type=int, default=[1, 2, 4])
     p.add_argument("--seeds", nargs="+", type=int, default=[1, 2, 3, 4, 5])
     p.add_argument("--coop-init", choices=["config", "random"], default="random",
@@ -70,19 +74,29 @@ def target_sources(target: str) -> list[str]:
     return [miniature.source_name(e) for e in miniature.config_sources(miniature.build_parser().parse_args([]), target)]
 
 
+def pool_sources(target: str) -> list[str]:
+    """Every source a group may name: the target's own first, then the other miniature experiments'."""
+    import miniature
+
+    return [miniature.source_name(e) for e in miniature.source_pool(miniature.build_parser().parse_args([]), target)]
+
+
 def all_groups(sources: Sequence[str]) -> list[tuple[str, ...]]:
     """Every non-empty subset of ``sources``, largest first, each in config order."""
     return [g for n in range(len(sources), 0, -1) for g in itertools.combinations(sources, n)]
 
 
-def parse_groups(given: Sequence[str] | None, sources: Sequence[str]) -> list[tuple[str, ...]]:
-    """``--groups`` (``a+b`` each) checked against ``sources``, the full group first; default :func:`all_groups`."""
+def parse_groups(given: Sequence[str] | None, sources: Sequence[str],
+                 pool: Sequence[str] | None = None) -> list[tuple[str, ...]]:
+    """``--groups`` (``a+b`` each; any source of ``pool``, default ``sources``), the target's full
+    group ``sources`` first as the reference; default :func:`all_groups`."""
     if not given:
         return all_groups(sources)
+    pool = list(sources if pool is None else pool)
     groups = [tuple(s for s in g.split("+") if s) for g in given]
-    bad = sorted({s for g in groups for s in g if s not in sources} | ({"(empty)"} if not all(groups) else set()))
+    bad = sorted({s for g in groups for s in g if s not in pool} | ({"(empty)"} if not all(groups) else set()))
     if bad:
-        raise SystemExit(f"--groups: {bad} not among the target's sources {list(sources)}")
+        raise SystemExit(f"--groups: {bad} not among the miniature's sources {pool}")
     full = tuple(sources)
     return [full] + [g for g in dict.fromkeys(groups) if g != full]
 
@@ -124,9 +138,28 @@ def group_wall(args: argparse.Namespace, group: Sequence[str]) -> float:
     return float(path.read_text())
 
 
-def run_group(args: argparse.Namespace, group: Sequence[str]) -> float:
-    """Run one group's process (log beside its runs); its wall seconds. Raises on failure."""
+def group_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """What a group's figures depend on beside its sources (``settings.json`` beside its runs)."""
+    return {"shots": list(args.shots), "seeds": list(args.seeds), "coop_init": args.coop_init, "device": args.device}
+
+
+def finished(args: argparse.Namespace, group: Sequence[str]) -> bool:
+    """The group has run with these settings (:func:`group_settings`) and its rows cover them."""
     out = Path(args.out_dir) / args.target / slug(group)
+    files = [out / n for n in ("wall_s.txt", "miniature_group.csv", "settings.json")]
+    if not all(f.is_file() for f in files) or json.loads(files[2].read_text()) != group_settings(args):
+        return False
+    cells = {(r["shots"], r["seed"]) for r in read_group(args, group)}
+    return cells == {(k, s) for k in args.shots for s in args.seeds}
+
+
+def run_group(args: argparse.Namespace, group: Sequence[str]) -> float:
+    """Run one group's process (log beside its runs), unless it has already run with this sweep
+    (:func:`finished`: then its recorded wall); its wall seconds. Raises on failure."""
+    out = Path(args.out_dir) / args.target / slug(group)
+    if finished(args, group):
+        print(f"[{args.target}] group {slug(group)}: already run, reused", flush=True)
+        return group_wall(args, group)
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     t0 = time.perf_counter()
@@ -136,6 +169,7 @@ def run_group(args: argparse.Namespace, group: Sequence[str]) -> float:
         raise RuntimeError(f"group {slug(group)} failed (rc {rc}); see {out / 'log.txt'}")
     wall = time.perf_counter() - t0
     (out / "wall_s.txt").write_text(f"{wall:.1f}\n")
+    (out / "settings.json").write_text(json.dumps(group_settings(args)) + "\n")
     return wall
 
 
@@ -151,7 +185,6 @@ def read_group(args: argparse.Namespace, group: Sequence[str]) -> list[dict[str,
 def source_scores(args: argparse.Namespace, group: Sequence[str]) -> str:
     """The group's source run: accuracy % per source task on the split its ``result.json`` names
     (``val``, n images, when the source selects its checkpoint), e.g. ``cifar10 62.5 (val, 40)``."""
-    import json
 
     path = Path(args.out_dir) / args.target / slug(group) / "clip" / args.target / "source_coop_mvlpt" / "result.json"
     if not path.is_file():
@@ -248,7 +281,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     os.environ.setdefault("MVLPT_DATA", str(ROOT.parent / "shared" / "data"))
-    groups = parse_groups(args.groups, target_sources(args.target))
+    groups = parse_groups(args.groups, target_sources(args.target), pool_sources(args.target))
     t0 = time.perf_counter()
     walls: dict[str, float] = {}
     if args.report_only:

@@ -186,7 +186,11 @@ def test_sources_lines_and_val_split_narrow_a_run_before_any_training():
     assert src.eval_split == "test" and src.data.val_source == "holdout" and src.data.val_k is None
     plain = dict(o.split("=", 1) for o in mod.clip_overrides(mod.build_parser().parse_args([]), "cpu", "flowers5"))
     assert "sources" not in plain and not any(k.endswith("eval_split") for k in plain)
-    for bad, msg in ((["--sources", "mnist"], "--sources"), (["--lines", "CoOpp"], "--lines"),
+    # a source of another miniature experiment, with that experiment's settings
+    other = {mod.source_name(e): e for e in yaml.safe_load((mod.CLIP_CONFIGS / "mini_sign_digits.yaml").read_text())["sources"]}
+    more = mod.clip_overrides(mod.build_parser().parse_args(["--sources", "cifar10", "digits"]), "cpu", "flowers5")
+    assert yaml.safe_load(dict(o.split("=", 1) for o in more)["sources"]) == [own["cifar10"], other["digits"]]
+    for bad, msg in ((["--sources", "no_such_set"], "--sources"), (["--lines", "CoOpp"], "--lines"),
                      (["--coop-only", "--eval-split", "val"], "zero-shot")):
         with pytest.raises(SystemExit, match=msg):
             mod.clip_overrides(mod.build_parser().parse_args(bad), "cpu", "flowers5")

@@ -31,6 +31,10 @@ def test_every_non_empty_group_of_the_configs_sources_full_group_first():
                                                                           ("cifar10", "caltech101")]
     with pytest.raises(SystemExit, match="mnist"):
         mod.parse_groups(["mnist"], src)
+    # beyond the target's own: any miniature experiment's source, the full group still first
+    pool = mod.pool_sources("flowers5")
+    assert pool[:3] == src and {"mnist", "fashion_mnist", "digits"} <= set(pool)
+    assert mod.parse_groups(["+".join(pool)], src, pool) == [tuple(src), tuple(pool)]
     with pytest.raises(SystemExit, match="shared fallback"):
         mod.target_sources("no_such_target")
 
@@ -100,3 +104,23 @@ def test_report_only_remakes_the_ranking_from_the_groups_files(tmp_path):
     assert "**Chosen on val: `cifar10`**" in md and "+2.0 ▲" in md and "6/6" in md
     assert "cifar10 57.5 (val, 40)" in md and "`abc123`" in md and "`cifar10` 1.5" in md
     assert "--report-only" not in md.split("- command:")[1].splitlines()[0]
+
+
+def test_a_group_that_ran_with_the_same_settings_is_reused_and_only_then(tmp_path):
+    import json
+
+    mod = _load()
+    args = mod.build_parser().parse_args(["--target", "flowers5", "--shots", "1", "--seeds", "1", "2",
+                                          "--out-dir", str(tmp_path)])
+    d = tmp_path / "flowers5" / "cifar10"
+    d.mkdir(parents=True)
+    assert not mod.finished(args, ("cifar10",))
+    (d / "miniature_group.csv").write_text("part,target,method,stage,prompt,shots,seed,accuracy,params,steps,time_s,run_dir\n"
+                                           + "".join(f"clip,flowers5,MCoOp (MVLPT),target,coop,1,{s},30.0,,1,1,r\n" for s in (1, 2)))
+    (d / "wall_s.txt").write_text("12.5\n")
+    (d / "settings.json").write_text(json.dumps(mod.group_settings(args)))
+    assert mod.finished(args, ("cifar10",)) and mod.run_group(args, ("cifar10",)) == 12.5  # reused, nothing run
+    for other in (["--seeds", "1", "2", "3"], ["--coop-init", "config"]):
+        changed = mod.build_parser().parse_args(["--target", "flowers5", "--shots", "1", "--seeds", "1", "2",
+                                                 "--out-dir", str(tmp_path), *other])
+        assert not mod.finished(changed, ("cifar10",))
