@@ -185,7 +185,6 @@ def read_group(args: argparse.Namespace, group: Sequence[str]) -> list[dict[str,
 def source_scores(args: argparse.Namespace, group: Sequence[str]) -> str:
     """The group's source run: accuracy % per source task on the split its ``result.json`` names
     (``val``, n images, when the source selects its checkpoint), e.g. ``cifar10 62.5 (val, 40)``."""
-
     path = Path(args.out_dir) / args.target / slug(group) / "clip" / args.target / "source_coop_mvlpt" / "result.json"
     if not path.is_file():
         return "—"
