@@ -153,13 +153,14 @@ def finished(args: argparse.Namespace, group: Sequence[str]) -> bool:
     return cells == {(k, s) for k in args.shots for s in args.seeds}
 
 
-def run_group(args: argparse.Namespace, group: Sequence[str]) -> float:
-    """Run one group's process (log beside its runs), unless it has already run with this sweep
-    (:func:`finished`: then its recorded wall); its wall seconds. Raises on failure."""
+def run_group(args: argparse.Namespace, group: Sequence[str]) -> tuple[float, bool]:
+    """Run one group's process (log beside its runs): ``(wall seconds, reused)``. A group that has
+    already run with these settings (:func:`finished`) is not run again: ``(its recorded wall, True)``.
+    Raises on failure."""
     out = Path(args.out_dir) / args.target / slug(group)
     if finished(args, group):
         print(f"[{args.target}] group {slug(group)}: already run, reused", flush=True)
-        return group_wall(args, group)
+        return group_wall(args, group), True
     out.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     t0 = time.perf_counter()
@@ -170,7 +171,7 @@ def run_group(args: argparse.Namespace, group: Sequence[str]) -> float:
     wall = time.perf_counter() - t0
     (out / "wall_s.txt").write_text(f"{wall:.1f}\n")
     (out / "settings.json").write_text(json.dumps(group_settings(args)) + "\n")
-    return wall
+    return wall, False
 
 
 def read_group(args: argparse.Namespace, group: Sequence[str]) -> list[dict[str, Any]]:
@@ -235,7 +236,7 @@ def ranking_markdown(ranked: Sequence[dict[str, Any]], shots: Sequence[int], ful
 
 
 def write_report(args: argparse.Namespace, argv: Sequence[str], groups: Sequence[tuple[str, ...]],
-                 rows: Sequence[dict[str, Any]], walls: dict[str, float], wall_s: float) -> Path:
+                 rows: Sequence[dict[str, Any]], walls: dict[str, tuple[float, bool]], wall_s: float) -> Path:
     from bench_common import environment, resolve_device
 
     env = environment(resolve_device(args.device))
@@ -256,9 +257,10 @@ def write_report(args: argparse.Namespace, argv: Sequence[str], groups: Sequence
           f"{args.parallel} group{'s' if args.parallel > 1 else ''} at a time",
           f"- git commit of the group runs: {', '.join(f'`{c}`' for c in group_commits(args, groups))}; of this report: "
           f"`{env['git_commit']}`", f"- date: {env['time_utc']}",
-          (f"- wall time: {wall_s / 60:.1f} min in all; " if wall_s else "- wall time (groups run earlier, this report "
-           "re-made from their files with --report-only): ")
-          + "per group " + ", ".join(f"`{g}` {s / 60:.1f}" for g, s in walls.items()) + " min",
+          (f"- wall time: {wall_s / 60:.1f} min for this invocation; " if wall_s else "- wall time (groups run earlier, "
+           "this report re-made from their files with --report-only): ")
+          + "per group " + ", ".join(f"`{g}` {s / 60:.1f}" + (" (reused)" if reused and wall_s else "")
+                                     for g, (s, reused) in walls.items()) + " min",
           f"- command: `MVLPT_DATA={os.environ.get('MVLPT_DATA', '')} {cmd}`",
           f"- line: {LINE} (MVLPT's source recipe on the group, then few-shot CoOp on {args.target} from it); "
           f"text context from {'random init' if args.coop_init == 'random' else 'the config'}; shots {list(args.shots)}, "
@@ -282,15 +284,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     os.environ.setdefault("MVLPT_DATA", str(ROOT.parent / "shared" / "data"))
     groups = parse_groups(args.groups, target_sources(args.target), pool_sources(args.target))
     t0 = time.perf_counter()
-    walls: dict[str, float] = {}
+    walls: dict[str, tuple[float, bool]] = {}
     if args.report_only:
-        walls = {slug(g): group_wall(args, g) for g in groups}
+        walls = {slug(g): (group_wall(args, g), True) for g in groups}
     else:
         with ThreadPoolExecutor(max_workers=max(1, args.parallel)) as pool:
             futures = {slug(g): pool.submit(run_group, args, g) for g in groups}
             for name, fut in futures.items():
                 walls[name] = fut.result()
-                print(f"[{args.target}] group {name}: {walls[name] / 60:.1f} min", flush=True)
+                if not walls[name][1]:
+                    print(f"[{args.target}] group {name}: {walls[name][0] / 60:.1f} min", flush=True)
     rows = [r for g in groups for r in read_group(args, g)]
     path = write_report(args, argv, groups, rows, walls, 0.0 if args.report_only else time.perf_counter() - t0)
     print(path.read_text())

@@ -119,7 +119,7 @@ def test_a_group_that_ran_with_the_same_settings_is_reused_and_only_then(tmp_pat
                                            + "".join(f"clip,flowers5,MCoOp (MVLPT),target,coop,1,{s},30.0,,1,1,r\n" for s in (1, 2)))
     (d / "wall_s.txt").write_text("12.5\n")
     (d / "settings.json").write_text(json.dumps(mod.group_settings(args)))
-    assert mod.finished(args, ("cifar10",)) and mod.run_group(args, ("cifar10",)) == 12.5  # reused, nothing run
+    assert mod.finished(args, ("cifar10",)) and mod.run_group(args, ("cifar10",)) == (12.5, True)  # reused, nothing run
     for other in (["--seeds", "1", "2", "3"], ["--coop-init", "config"]):
         changed = mod.build_parser().parse_args(["--target", "flowers5", "--shots", "1", "--seeds", "1", "2",
                                                  "--out-dir", str(tmp_path), *other])
