@@ -63,6 +63,14 @@ def check_same_images(a: Sequence[dict[str, Any]], b: Sequence[dict[str, Any]]) 
     return checked, pairs
 
 
+def images_checked_line(checked: int, pairs: int) -> str:
+    """Say how many of the pairs were checked to hold the same few-shot images."""
+    if checked == 0:
+        return f"not checked for any of the {pairs} pairs (run directories absent)"
+    rest = "" if checked == pairs else ", the rest not checked (run directories absent)"
+    return f"{checked} of {pairs} pairs checked (splits files of both run directories identical){rest}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("treatment", nargs=3, metavar=("CSV", "METHOD", "LABEL"), help="the multitask side")
@@ -83,8 +91,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     head = (f"# {t} − {b} → {t_rows[0]['target']}\n\n"
             f"- multitask side: `{args.treatment[0]}`, method {args.treatment[1]!r}\n"
             f"- baseline side: `{args.baseline[0]}`, method {args.baseline[1]!r}\n"
-            f"- same few-shot images: {checked} of {n_pairs} pairs checked (splits files of both run "
-            f"directories identical), the rest not checked (run directories absent)\n"
+            f"- same few-shot images: {images_checked_line(checked, n_pairs)}\n"
             f"- command: `python benchmarks/pair_across.py {shlex.join(given)}`\n\n")
     md = head + paired_markdown(paired, "accuracy", heading="##")
     print(md)

@@ -67,6 +67,6 @@ def test_without_run_directories_the_pairs_are_counted_unchecked(tmp_path):
     b = _csv(tmp_path / "b.csv", "C", {(1, 1): 1.0, (1, 2): 1.0})
     out = tmp_path / "o.md"
     mod.main([str(a), "M", "x", str(b), "C", "y", "--out", str(out)])
-    assert "0 of 2 pairs checked" in out.read_text()
+    assert "not checked for any of the 2 pairs (run directories absent)" in out.read_text()
     with pytest.raises(SystemExit, match="no rows of method 'Z'"):
         mod.main([str(a), "Z", "x", str(b), "C", "y"])
