@@ -98,6 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "images per class not drawn as shots; for choosing sources on validation data, never test)")
     p.add_argument("--val-k", type=int, default=100,
                    help="CLIP, --eval-split val: validation images per class of each few-shot run (data.val_k)")
+    p.add_argument("--clip-weights", default=None, metavar="DIR",
+                   help="CLIP: the tiny CLIP's weights from this exported folder (a variant pretrained with "
+                        "`python -m mvlpt.clip.pretrain ... export_dir=DIR`) instead of the shipped ones")
     p.add_argument("--teacher-steps", type=int, default=None, help="CLIP teachers stage steps (default: the config's)")
     p.add_argument("--source-steps", type=int, default=None, help="CLIP source stage steps (default: the config's)")
     p.add_argument("--fewshot-steps", type=int, default=None,
@@ -161,6 +164,17 @@ def clip_output_dir(args: argparse.Namespace, target: str, per_target: bool | No
     return Path(args.out_dir) / "clip" / (target if per_target else "")
 
 
+def clip_weights_dir(path: str) -> str:
+    """``path`` if it holds an exported tiny CLIP (``tiny-clip.json`` and its weights), else a clear error."""
+    from mvlpt.clip.backbone import TINY_CLIP, WEIGHTS_FILE
+
+    missing = [f for f in (f"{TINY_CLIP}.json", WEIGHTS_FILE) if not (Path(path) / f).is_file()]
+    if missing:
+        raise SystemExit(f"--clip-weights {path}: no exported tiny CLIP there (missing {', '.join(missing)}); "
+                         "export one with `python -m mvlpt.clip.pretrain --config configs/pretrain/tiny_clip.yaml export_dir=DIR`")
+    return str(path)
+
+
 def clip_overrides(args: argparse.Namespace, device: str, target: str, per_target: bool | None = None) -> list[str]:
     """``mvlpt`` overrides of the miniature: sweep, step counts, evaluation caps, the target; the
     sources only for the ``mini_shared.yaml`` fallback (a per-target config names its own)."""
@@ -178,6 +192,8 @@ def clip_overrides(args: argparse.Namespace, device: str, target: str, per_targe
         methods.append({"name": "MCoOp (no distill)", "stage": "target", "method": "coop", "baseline": "CoOp",
                         "overrides": {**steps(), "source_path": str(out / NO_DISTILL_SOURCE)}})
     ov = [f"output_dir={out}", f"train.device={device}", f"workers={args.workers}"]
+    if getattr(args, "clip_weights", None):  # the configs' tiny-clip, its files from this folder
+        ov.append(f"backbone.checkpoint={clip_weights_dir(args.clip_weights)}")
     if getattr(args, "coop_init", "config") == "random":  # per stage: a top-level key would also reach the target
         ov += [f"stages.{stage}.prompt.text.init=random" for stage in ("teachers", "source", "single")]
     if getattr(args, "eval_split", "test") == "val":  # the few-shot stages only: sources keep their own splits
@@ -601,6 +617,7 @@ def write_report(args: argparse.Namespace, argv: Sequence[str], env: dict, rows:
     md = [f"# Miniature benchmark ({env['device']})\n",
           f"- device: {env['device']} ({env['device_name']}), torch {env['torch']}, {env['cpu_threads']} CPU threads",
           f"- git commit: `{env['git_commit']}`", f"- date: {env['time_utc']}",
+          *([f"- CLIP weights: `{args.clip_weights}` (not the shipped tiny-clip)"] if getattr(args, "clip_weights", None) else []),
           f"- wall time: {wall_s / 60:.1f} min in all; " + "; ".join(f"{k} {v / 60:.1f} min" for k, v in meta["times"].items()),
           f"- command: `MVLPT_DATA={os.environ.get('MVLPT_DATA', '')} {cmd}`",
           f"- shots {list(args.shots)}, seeds {list(args.seeds)}" + (f" ({k1[1]} at K=1)" if k1 else "")

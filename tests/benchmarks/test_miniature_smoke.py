@@ -194,3 +194,25 @@ def test_sources_lines_and_val_split_narrow_a_run_before_any_training():
                      (["--coop-only", "--eval-split", "val"], "zero-shot")):
         with pytest.raises(SystemExit, match=msg):
             mod.clip_overrides(mod.build_parser().parse_args(bad), "cpu", "flowers5")
+
+
+def test_clip_weights_reach_every_stage_and_load_the_same_model_as_the_shipped_name(tmp_path):
+    import torch
+
+    from mvlpt.clip.backbone import create_backbone, weights_dir
+    from mvlpt.clip.pipeline import config_for_stage, load_run_config
+
+    mod = _load()
+    shipped = weights_dir()
+    if not (shipped / "open_clip_model.safetensors").is_file():
+        pytest.skip("the shipped tiny-clip weights are not in this checkout")
+    args = mod.build_parser().parse_args(["--clip-weights", str(shipped)])
+    cfg = load_run_config(mod.clip_config("flowers5"), mod.clip_overrides(args, "cpu", "flowers5"))
+    for stage in ("teachers", "source", "single", "target"):
+        bb = config_for_stage(cfg, stage, {"prompt": {"method": "coop"}}).backbone
+        assert (bb.name, bb.checkpoint) == ("tiny-clip", str(shipped))
+    via_dir = create_backbone(cfg.backbone).model.state_dict()
+    default = create_backbone("tiny-clip").model.state_dict()
+    assert via_dir.keys() == default.keys() and all(torch.equal(via_dir[k], default[k]) for k in default)
+    with pytest.raises(SystemExit, match="no exported tiny CLIP there"):
+        mod.clip_overrides(mod.build_parser().parse_args(["--clip-weights", str(tmp_path)]), "cpu", "flowers5")
