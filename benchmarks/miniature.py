@@ -205,13 +205,14 @@ def clip_overrides(args: argparse.Namespace, device: str, target: str, per_targe
     # dotted keys, not a whole ``target=`` mapping: overrides are re-applied last to every
     # stage config, and a whole mapping would reset the sweep's per-cell shots / seed
     ov += [f"target.dataset={target}", f"target.max_eval={args.target_max_eval}"]
-    if args.teacher_steps is not None:
-        ov.append(f"stages.teachers.train.max_steps={args.teacher_steps}")
-    if args.source_steps is not None:
-        ov.append(f"stages.source.train.max_steps={args.source_steps}")
+    used = list(dict.fromkeys(x["method"] for x in methods if "method" in x))
+    for stage, n in (("teachers", args.teacher_steps), ("source", args.source_steps)):
+        if n is not None:  # the methods' own stage schedules too: they win over the top-level stage keys
+            ov.append(f"stages.{stage}.train.max_steps={n}")
+            ov += [f"methods.{m}.stages.{stage}.train.max_steps={n}" for m in used]
     if args.fewshot_steps is not None:  # fixed steps instead of the config's epochs per K, its methods' too
         ov.append("sweep.epochs_by_shots={}")
-        ov += [f"methods.{m}.sweep.epochs_by_shots={{}}" for m in dict.fromkeys(x["method"] for x in methods if "method" in x)]
+        ov += [f"methods.{m}.sweep.epochs_by_shots={{}}" for m in used]
     ov += [f"sweep.shots={_flow(args.shots)}", f"sweep.seeds={_flow(args.seeds)}",
            f"sweep.seeds_at={_flow(seeds_at(args))}", f"sweep.methods={_flow(methods)}"]
     return ov

@@ -216,3 +216,17 @@ def test_clip_weights_reach_every_stage_and_load_the_same_model_as_the_shipped_n
     assert via_dir.keys() == default.keys() and all(torch.equal(via_dir[k], default[k]) for k in default)
     with pytest.raises(SystemExit, match="no exported tiny CLIP there"):
         mod.clip_overrides(mod.build_parser().parse_args(["--clip-weights", str(tmp_path)]), "cpu", "flowers5")
+
+
+def test_teacher_and_source_steps_reach_the_methods_own_stage_schedules():
+    from mvlpt.clip.pipeline import config_for_stage, load_run_config
+
+    mod = _load()
+    plain = load_run_config(mod.clip_config("flowers5"), mod.clip_overrides(mod.build_parser().parse_args([]), "cpu", "flowers5"))
+    args = mod.build_parser().parse_args(["--teacher-steps", "7", "--source-steps", "9", "--upt"])
+    cfg = load_run_config(mod.clip_config("flowers5"), mod.clip_overrides(args, "cpu", "flowers5"))
+    for method in ("coop", "vpt", "upt"):
+        for stage, n in (("teachers", 7), ("source", 9)):
+            assert config_for_stage(cfg, stage, {"prompt": {"method": method}}).train.max_steps == n, (method, stage)
+    # coop's own schedule (methods.coop.stages) set 300 steps, which a top-level stage key alone did not change
+    assert config_for_stage(plain, "source", {"prompt": {"method": "coop"}}).train.max_steps == 300
