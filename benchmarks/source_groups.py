@@ -184,15 +184,18 @@ def read_group(args: argparse.Namespace, group: Sequence[str]) -> list[dict[str,
 
 
 def source_scores(args: argparse.Namespace, group: Sequence[str]) -> str:
-    """The group's source run: accuracy % per source task on the split its ``result.json`` names
-    (``val``, n images, when the source selects its checkpoint), e.g. ``cifar10 62.5 (val, 40)``."""
+    """The group's source run: accuracy % per source task of the prompt the target starts from, on
+    the split its ``result.json`` names: the selected checkpoint (``best``, with its step) when the
+    source selects on val, else the last step; e.g. ``cifar10 62.5 (val, 40, step 250)``."""
     path = Path(args.out_dir) / args.target / slug(group) / "clip" / args.target / "source_coop_mvlpt" / "result.json"
     if not path.is_file():
         return "—"
     res = json.loads(path.read_text())
-    final, split = res.get("final", {}), res.get("eval_split", "?")
-    return ", ".join(f"{s} {final[f'{s}/accuracy']:.1f} ({split}, {final.get(f'{s}/n', 0):.0f})"
-                     for s in group if f"{s}/accuracy" in final) or "—"
+    best = res.get("best") or {}
+    scores, split = best.get("metrics") or res.get("final", {}), res.get("eval_split", "?")
+    at = f", step {best['step']}" if best.get("metrics") and "step" in best else ", last step"
+    return ", ".join(f"{s} {scores[f'{s}/accuracy']:.1f} ({split}, {scores.get(f'{s}/n', 0):.0f}{at})"
+                     for s in group if f"{s}/accuracy" in scores) or "—"
 
 
 def rank(rows: Sequence[dict[str, Any]], groups: Sequence[tuple[str, ...]], shots: Sequence[int]) -> list[dict[str, Any]]:
@@ -220,7 +223,7 @@ def rank(rows: Sequence[dict[str, Any]], groups: Sequence[tuple[str, ...]], shot
 
 def ranking_markdown(ranked: Sequence[dict[str, Any]], shots: Sequence[int], full: str, sources: dict[str, str]) -> str:
     cols = ["group"] + [f"K={k}" for k in shots] + ["mean", "n", f"Δ vs {full}", "95% CI", "wins/n",
-                                                    "source run: its tasks' accuracy % (split, n)"]
+                                                    "source prompt the target starts from: its tasks' accuracy % (split, n, step)"]
     lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in ranked:
         ks = [f"{r[f'K={k}']:.1f}" if r.get(f"K={k}") is not None else "—" for k in shots]

@@ -93,8 +93,10 @@ def test_report_only_remakes_the_ranking_from_the_groups_files(tmp_path):
         (d / "miniature_group.csv").write_text("\n".join(rows) + "\n")
         (d / "wall_s.txt").write_text("90.0\n")
         (d / "miniature_group.md").write_text("# x\n\n- git commit: `abc123`\n")
-        (d / "clip" / "flowers5" / "source_coop_mvlpt" / "result.json").write_text(
-            json.dumps({"final": {"cifar10/accuracy": 57.5, "cifar10/n": 40.0}, "eval_split": "val"}))
+        res = {"final": {"cifar10/accuracy": 57.5, "cifar10/n": 40.0}, "eval_split": "val"}
+        if g == "cifar10":  # a source that selected a checkpoint: the target starts from that one
+            res["best"] = {"step": 250, "metrics": {"cifar10/accuracy": 60.0, "cifar10/n": 40.0}}
+        (d / "clip" / "flowers5" / "source_coop_mvlpt" / "result.json").write_text(json.dumps(res))
     with pytest.raises(SystemExit, match="has not run"):
         mod.main(["--target", "flowers5", "--groups", "caltech101", "--report-only",
                   "--out-dir", str(tmp_path), "--results", str(tmp_path / "res")])
@@ -102,7 +104,8 @@ def test_report_only_remakes_the_ranking_from_the_groups_files(tmp_path):
               "--out-dir", str(tmp_path), "--results", str(tmp_path / "res")])
     md = (tmp_path / "res" / "miniature_cpu_flowers5_source_groups.md").read_text()
     assert "**Chosen on val: `cifar10`**" in md and "+2.0 ▲" in md and "6/6" in md
-    assert "cifar10 57.5 (val, 40)" in md and "`abc123`" in md and "`cifar10` 1.5" in md
+    assert "cifar10 60.0 (val, 40, step 250)" in md and "cifar10 57.5 (val, 40, last step)" in md
+    assert "`abc123`" in md and "`cifar10` 1.5" in md
     assert "--report-only" not in md.split("- command:")[1].splitlines()[0]
 
 
