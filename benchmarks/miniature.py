@@ -166,9 +166,9 @@ def clip_output_dir(args: argparse.Namespace, target: str, per_target: bool | No
 
 def clip_weights_dir(path: str) -> str:
     """``path`` if it holds an exported tiny CLIP (``tiny-clip.json`` and its weights), else a clear error."""
-    from mvlpt.clip.backbone import TINY_CLIP, WEIGHTS_FILE
+    from mvlpt.clip.backbone import tiny_clip_files
 
-    missing = [f for f in (f"{TINY_CLIP}.json", WEIGHTS_FILE) if not (Path(path) / f).is_file()]
+    missing = [f.name for f in tiny_clip_files(Path(path)) if not f.is_file()]
     if missing:
         raise SystemExit(f"--clip-weights {path}: no exported tiny CLIP there (missing {', '.join(missing)}); "
                          "export one with `python -m mvlpt.clip.pretrain --config configs/pretrain/tiny_clip.yaml export_dir=DIR`")

@@ -52,6 +52,11 @@ def weights_dir(name: str = TINY_CLIP) -> Path:
     return WEIGHTS_ROOT / name
 
 
+def tiny_clip_files(root: Path) -> tuple[Path, Path]:
+    """``(model-config JSON, weights file)`` of a tiny-clip folder (shipped, or exported by a pretraining run)."""
+    return root / f"{TINY_CLIP}.json", root / WEIGHTS_FILE
+
+
 class Backbone(NamedTuple):
     """A built CLIP: ``model, tokenizer, preprocess, config = create_backbone(...)``."""
 
@@ -254,8 +259,9 @@ def create_backbone(spec: BackboneConfig | Mapping[str, Any] | str | os.PathLike
     checkpoint = cfg.checkpoint
     if cfg.name == TINY_CLIP and model_config is None:
         root = Path(checkpoint) if checkpoint and Path(checkpoint).is_dir() else weights_dir(TINY_CLIP)
-        model_config = str(root / f"{TINY_CLIP}.json")
-        checkpoint = str(root / WEIGHTS_FILE) if not checkpoint or Path(checkpoint).is_dir() else checkpoint
+        cfg_file, weights = tiny_clip_files(root)
+        model_config = str(cfg_file)
+        checkpoint = str(weights) if not checkpoint or Path(checkpoint).is_dir() else checkpoint
         if not Path(model_config).is_file():
             raise CheckpointError(f"backbone tiny-clip: {model_config} not found; export the model with "
                                   "`python -m mvlpt.clip.pretrain` or set backbone.model_config/checkpoint")
