@@ -122,6 +122,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "gives all its examples (Dassl's few-shot rule, the default) or the cell is skipped")
     p.add_argument("--text-steps", type=int, default=40, help="steps of each text stage / adapt run")
     p.add_argument("--text-source-train", type=int, default=64, help="training examples per text source task")
+    p.add_argument("--text-sources", nargs="+", default=["sst2", "qnli"],
+                   help="text source tasks (teachers and the multitask source stage)")
+    p.add_argument("--text-source-steps", type=int, default=0,
+                   help="steps of the text teachers and source stage (0 = --text-steps)")
     p.add_argument("--text-max-eval", type=int, default=0,
                    help="cap on the val and test parts of each text target (0 = all)")
     p.add_argument("--text-source-max-eval", type=int, default=0,
@@ -482,14 +486,15 @@ def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[s
             print(f"[text] {task}: {short_note(s, args.text_if_too_few)}", flush=True)
     t0 = time.perf_counter()
     tasks = [{"name": t, "max_train_examples": args.text_source_train, "max_eval_examples": args.text_source_max_eval}
-             for t in ("sst2", "qnli")]
-    _text_stage(TEXT_CONFIGS / "teachers.yaml", common + [f"output_dir={out}/teachers", f"tasks={_flow(tasks)}"], log)
-    _text_stage(TEXT_CONFIGS / "source.yaml", common + [f"output_dir={out}/source", f"teacher_path={out}/teachers",
-                                                        f"tasks={_flow(tasks)}"], log)
+             for t in args.text_sources]
+    src = common + ([f"train.max_steps={args.text_source_steps}"] if args.text_source_steps else [])
+    _text_stage(TEXT_CONFIGS / "teachers.yaml", src + [f"output_dir={out}/teachers", f"tasks={_flow(tasks)}"], log)
+    _text_stage(TEXT_CONFIGS / "source.yaml", src + [f"output_dir={out}/source", f"teacher_path={out}/teachers",
+                                                     f"tasks={_flow(tasks)}"], log)
     methods = {"MPT": [f"prompt.source_path={out}/source"],
                TEXT_BASELINE: ["prompt.kind=vanilla", "prompt.init=random", "prompt.source_path=null"]}
     if args.distill_ablation:  # the same source stage without distillation, and MPT adapted from it
-        _text_stage(TEXT_CONFIGS / "source.yaml", common + [f"output_dir={out}/source_nodistill", f"tasks={_flow(tasks)}",
+        _text_stage(TEXT_CONFIGS / "source.yaml", src + [f"output_dir={out}/source_nodistill", f"tasks={_flow(tasks)}",
                                                             "train.distill.kl_weight=0", "train.distill.mse_weight=0"], log)
         methods["MPT (no distill)"] = [f"prompt.source_path={out}/source_nodistill"]
     meta["times"]["text sources (teachers + source)"] = time.perf_counter() - t0
@@ -622,7 +627,8 @@ def write_report(args: argparse.Namespace, argv: Sequence[str], env: dict, rows:
           f"- wall time: {wall_s / 60:.1f} min in all; " + "; ".join(f"{k} {v / 60:.1f} min" for k, v in meta["times"].items()),
           f"- command: `MVLPT_DATA={os.environ.get('MVLPT_DATA', '')} {cmd}`",
           f"- shots {list(args.shots)}, seeds {list(args.seeds)}" + (f" ({k1[1]} at K=1)" if k1 else "")
-          + f"; text steps {args.text_steps}",
+          + f"; text steps {args.text_steps}" + (f" (sources {args.text_source_steps})" if args.text_source_steps else "")
+          + f"; text sources {list(args.text_sources)}",
           "- paired differences: multitask − single-task baseline on the same K and seed; 95% percentile bootstrap "
           "CI of the mean over seeds (mvlpt/core/stats.py); ▲ / ▼ = CI entirely above / below 0",
           "", tables(rows, args.shots, meta.get("pairs"), meta.get("settings"), plots), "",

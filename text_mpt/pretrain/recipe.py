@@ -11,6 +11,8 @@
    (two "tasks": span corruption and supervised; ``uniform`` = 50/50, or ``data.supervised_share`` with
    per-task ``data.supervised_weights``). The loss averages each example's tokens first
    (``loss_average: example``), and evaluation reports rank-classification accuracy per supervised task.
+   Synthetic sentence-pair tasks (``data.synthetic``, :mod:`text_mpt.pretrain.synthetic`) generated
+   from the span-corruption text join the supervised part as further tasks.
    The miniature target tasks (RTE, MRPC, CB, BoolQ, SuperGLUE RTE) are refused in every part.
 4. The whole ``T5ForConditionalGeneration`` is the trainable module of a :class:`T5PretrainModel`.
 5. The export is a ``save_pretrained`` directory (fp16 safetensors + tokenizer + ``metadata.json``)
@@ -48,6 +50,7 @@ from .data import (TARGET_DIRS, SpanCorruptionDataset, SupervisedDataset, check_
                    default_data_root, make_chunks, read_supervised, read_texts, sentinel_ids, supervised_file,
                    target_strings, train_tokenizer)
 from .span_corruption import span_corrupt
+from .synthetic import SYNTHETIC_TASKS, check_synthetic, corpus_sentences, synthetic_pairs
 
 #: the shipped weights (``export_dir: package``)
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "weights" / "tiny-t5"
@@ -92,7 +95,10 @@ class T5DataConfig:
             ``train.sampling``; else needs ``train.sampling.strategy: proportional``: the supervised part is
             presented to the loop as a cycled, task-weighted list sized so that its rate is this share).
         supervised_weights: task → relative rate inside the supervised part (needs ``supervised_share``;
-            every task of ``supervised`` needs a weight; {} = examples-proportional).
+            every task of ``supervised`` and ``synthetic`` needs a weight; {} = examples-proportional).
+        synthetic: synthetic sentence-pair tasks (:mod:`.synthetic`: ``overlap``, ``entail``,
+            ``paraphrase``) made from the sentences of ``files``, added to the supervised part.
+        synthetic_rows: examples generated per synthetic task.
     """
 
     root: str = ""
@@ -111,21 +117,29 @@ class T5DataConfig:
     max_chunks: int = 0
     supervised_share: float = 0.0
     supervised_weights: dict[str, float] = field(default_factory=dict)
+    synthetic: list[str] = field(default_factory=list)
+    synthetic_rows: int = 20000
 
     def validate(self) -> None:
         if not self.files:
             raise ConfigError("data.files must list at least one JSON Lines file")
         check_files(self.files)
         check_supervised(self.supervised)
+        check_synthetic(self.synthetic)
+        both = sorted(set(self.supervised) & set(self.synthetic))
+        if both:
+            raise ConfigError(f"data.synthetic and data.supervised both name {both}")
+        if self.synthetic and self.synthetic_rows < 10:
+            raise ConfigError(f"data.synthetic_rows must be >= 10, found {self.synthetic_rows}")
         if not 0 <= self.supervised_share < 1:
             raise ConfigError(f"data.supervised_share must be in [0, 1), found {self.supervised_share}")
         if self.supervised_weights:
             if not self.supervised_share:
                 raise ConfigError("data.supervised_weights needs data.supervised_share > 0")
-            missing = [t for t in self.supervised if t not in self.supervised_weights]
+            missing = [t for t in self.supervised + self.synthetic if t not in self.supervised_weights]
             if missing:
                 raise ConfigError(f"data.supervised_weights lacks a weight for {missing}")
-            if any(self.supervised_weights[t] <= 0 for t in self.supervised):
+            if any(self.supervised_weights[t] <= 0 for t in self.supervised + self.synthetic):
                 raise ConfigError("data.supervised_weights must be > 0")
         if not 0 < self.noise_density < 1:
             raise ConfigError(f"data.noise_density must be in (0, 1), found {self.noise_density}")
@@ -321,9 +335,13 @@ def prepare(cfg: T5PretrainConfig) -> tuple[Any, list[Any], list[Any], dict[str,
                              "target_strings": len(targets), "dropped_overlapping_targets": dropped}
     train_sets: list[Any] = [SpanCorruptionDataset(train_chunks, *args)]
     eval_sets: list[Any] = [SpanCorruptionDataset(chunks[:n_eval], *args, fixed=True)]
-    if d.supervised:
+    if d.supervised or d.synthetic:
         dropped_sup: dict[str, int] = {}
-        per_task = read_supervised(root, d.supervised, targets, dropped_sup)
+        per_task = read_supervised(root, d.supervised, targets, dropped_sup) if d.supervised else {}
+        sentences = corpus_sentences(texts) if d.synthetic else []
+        for name in d.synthetic:
+            per_task[name] = synthetic_pairs(name, sentences, d.synthetic_rows, cfg.train.seed)
+            dropped_sup[name] = 0
         sup_train, sup_eval, rows, eval_tasks, train_spans = [], [], {}, [], {}
         for k, (task, pairs) in enumerate(per_task.items()):
             pairs = list(pairs)
@@ -333,7 +351,7 @@ def prepare(cfg: T5PretrainConfig) -> tuple[Any, list[Any], list[Any], dict[str,
             eval_tasks += [task] * n_ev
             train_spans[task] = (len(sup_train), len(pairs) - n_ev)
             sup_train += pairs[n_ev:]
-            rows[task] = {"file": supervised_file("", task).as_posix(), "train": len(pairs) - n_ev, "eval": n_ev,
+            rows[task] = {"file": _task_source(task), "train": len(pairs) - n_ev, "eval": n_ev,
                           "dropped_overlapping_targets": dropped_sup[task]}
         order = None
         if d.supervised_share:
@@ -348,6 +366,13 @@ def prepare(cfg: T5PretrainConfig) -> tuple[Any, list[Any], list[Any], dict[str,
         stats.update({"supervised_train": len(sup_train), "supervised_eval": len(sup_eval), "supervised_tasks": rows})
         stats["rank_eval"] = rank_eval_items(tok, sup_eval, eval_tasks, d.max_target_length)
     return tok, train_sets, eval_sets, stats
+
+
+def _task_source(task: str) -> str:
+    """Where a supervised-part task's rows come from: its training file, or the corpus (synthetic)."""
+    if task in SYNTHETIC_TASKS:
+        return f"synthetic:{task} (generated from the sentences of data.files)"
+    return supervised_file("", task).as_posix()
 
 
 def weighted_order(spans: dict[str, tuple[int, int]], weights: dict[str, float], share: float, n_span: int,
@@ -442,7 +467,7 @@ def export_t5(t5: nn.Module, tokenizer: Any, cfg: T5PretrainConfig, out_dir: str
     loss = fixed_sample_loss(shipped, AutoTokenizer.from_pretrained(str(out)), cfg.data.extra_ids)
     write_json(out / "metadata.json", {"name": cfg.name, "parameters": sum(p.numel() for p in t5.parameters()),
                                        "file_bytes": (out / "model.safetensors").stat().st_size,
-                                       "pretraining_data": list(cfg.data.files) + [supervised_file("", t).as_posix() for t in cfg.data.supervised],
+                                       "pretraining_data": list(cfg.data.files) + [_task_source(t) for t in cfg.data.supervised + cfg.data.synthetic],
                                        "mixture": (extra.get("data_stats") or {}).get("mixture"), **commit_record(), **extra,
                                        "fixed_sample_loss": loss, "config": to_dict(cfg)})
     return out
