@@ -471,6 +471,21 @@ def short_note(short: dict[int, dict[str, int]], action: str) -> str:
     return "; ".join(parts)
 
 
+def text_source_stages(args: argparse.Namespace, out: Path, common: list[str]) -> list[tuple[Path, list[str]]]:
+    """The text source stages as ``(config, overrides)``: teachers, the distilled source stage and, with
+    ``--distill-ablation``, the same source stage without distillation; ``--text-sources`` tasks,
+    ``--text-source-steps`` steps (``--text-steps`` when 0)."""
+    tasks = [{"name": t, "max_train_examples": args.text_source_train, "max_eval_examples": args.text_source_max_eval}
+             for t in args.text_sources]
+    src = common + ([f"train.max_steps={args.text_source_steps}"] if args.text_source_steps else []) + [f"tasks={_flow(tasks)}"]
+    stages = [(TEXT_CONFIGS / "teachers.yaml", src + [f"output_dir={out}/teachers"]),
+              (TEXT_CONFIGS / "source.yaml", src + [f"output_dir={out}/source", f"teacher_path={out}/teachers"])]
+    if args.distill_ablation:
+        stages.append((TEXT_CONFIGS / "source.yaml", src + [f"output_dir={out}/source_nodistill",
+                                                            "train.distill.kl_weight=0", "train.distill.mse_weight=0"]))
+    return stages
+
+
 def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[str, Any]) -> list[dict]:
     """Teachers → source on the tiny configs' sources, then MPT vs PT per target × K × seed."""
     data_root = os.environ.get("MVLPT_DATA") or str(ROOT.parent / "shared" / "data")
@@ -485,17 +500,11 @@ def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[s
         if s:
             print(f"[text] {task}: {short_note(s, args.text_if_too_few)}", flush=True)
     t0 = time.perf_counter()
-    tasks = [{"name": t, "max_train_examples": args.text_source_train, "max_eval_examples": args.text_source_max_eval}
-             for t in args.text_sources]
-    src = common + ([f"train.max_steps={args.text_source_steps}"] if args.text_source_steps else [])
-    _text_stage(TEXT_CONFIGS / "teachers.yaml", src + [f"output_dir={out}/teachers", f"tasks={_flow(tasks)}"], log)
-    _text_stage(TEXT_CONFIGS / "source.yaml", src + [f"output_dir={out}/source", f"teacher_path={out}/teachers",
-                                                     f"tasks={_flow(tasks)}"], log)
+    for config, overrides in text_source_stages(args, out, common):
+        _text_stage(config, overrides, log)
     methods = {"MPT": [f"prompt.source_path={out}/source"],
                TEXT_BASELINE: ["prompt.kind=vanilla", "prompt.init=random", "prompt.source_path=null"]}
-    if args.distill_ablation:  # the same source stage without distillation, and MPT adapted from it
-        _text_stage(TEXT_CONFIGS / "source.yaml", src + [f"output_dir={out}/source_nodistill", f"tasks={_flow(tasks)}",
-                                                            "train.distill.kl_weight=0", "train.distill.mse_weight=0"], log)
+    if args.distill_ablation:  # MPT adapted from the source stage without distillation
         methods["MPT (no distill)"] = [f"prompt.source_path={out}/source_nodistill"]
     meta["times"]["text sources (teachers + source)"] = time.perf_counter() - t0
     rows = []

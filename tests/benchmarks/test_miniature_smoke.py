@@ -230,3 +230,23 @@ def test_teacher_and_source_steps_reach_the_methods_own_stage_schedules():
             assert config_for_stage(cfg, stage, {"prompt": {"method": method}}).train.max_steps == n, (method, stage)
     # coop's own schedule (methods.coop.stages) set 300 steps, which a top-level stage key alone did not change
     assert config_for_stage(plain, "source", {"prompt": {"method": "coop"}}).train.max_steps == 300
+
+
+def test_text_source_stages_take_the_source_tasks_and_steps():
+    from text_mpt.config import load_run_config
+
+    mod = _load()
+    out, common = Path("runs/m/text"), ["train.max_steps=60"]
+    args = mod.build_parser().parse_args(["--text-sources", "sst2", "mnli", "qqp", "--text-source-steps", "300",
+                                          "--text-source-train", "100", "--distill-ablation"])
+    stages = mod.text_source_stages(args, out, common)
+    assert [c.name for c, _ in stages] == ["teachers.yaml", "source.yaml", "source.yaml"]
+    teachers, source, nodistill = (load_run_config(c, ov) for c, ov in stages)
+    for cfg in (teachers, source, nodistill):
+        assert [t.name for t in cfg.tasks] == ["sst2", "mnli", "qqp"] and cfg.train.max_steps == 300
+        assert all(t.max_train_examples == 100 for t in cfg.tasks)
+    assert source.teacher_path == str(out / "teachers") and source.train.distill.kl_weight > 0
+    assert nodistill.train.distill.kl_weight == 0 and nodistill.train.distill.mse_weight == 0
+    # defaults: SST-2 and QNLI, the target runs' step count
+    cfg = load_run_config(*mod.text_source_stages(mod.build_parser().parse_args([]), out, common)[0])
+    assert [t.name for t in cfg.tasks] == ["sst2", "qnli"] and cfg.train.max_steps == 60
