@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import random
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -72,12 +71,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         d, seed = meta["config"]["data"], meta["config"]["train"]["seed"]
         wrapper = pretrain.T5PretrainModel(model)
         wrapper.eval()
-        for k, (task, rows) in enumerate(read_supervised(root, d["supervised"], targets).items()):
-            rows = list(rows)
-            random.Random(seed + k).shuffle(rows)  # prepare's split
-            n_ev = max(1, int(len(rows) * d["eval_fraction"]))
+        per_task = read_supervised(root, d["supervised"], targets)
+        for task, (held, train) in pretrain.held_out_split(per_task, d["eval_fraction"], seed).items():
             cells = []
-            for part in (rows[:n_ev], rows[n_ev:n_ev + args.train_rows]):
+            for part in (held, train[: args.train_rows]):
                 acc = rank_accuracy(wrapper, tok, part, task, d["max_input_length"], d["max_target_length"])
                 cells.append(f"{100 * acc:.1f} % ({100 * majority(part):.1f} %, {len(part)})")
             print(f"| {w} | {task} | {cells[0]} | {cells[1]} |", flush=True)

@@ -67,8 +67,6 @@ def test_metadata_records_a_mixture_without_target_tasks():
 def test_shipped_model_reproduces_its_recorded_rank_accuracy(shipped, shared_data: Path):
     """Rank classification of the held-out supervised rows (rebuilt as ``prepare`` splits them) by the shipped
     fp16 weights matches the ``<task>/rank_acc`` recorded at the end of training (within one row or so, fp16)."""
-    import random
-
     from text_mpt.pretrain.data import read_supervised, target_strings
 
     model, tok = shipped
@@ -76,12 +74,9 @@ def test_shipped_model_reproduces_its_recorded_rank_accuracy(shipped, shared_dat
     d, seed = meta["config"]["data"], meta["config"]["train"]["seed"]
     per_task = read_supervised(shared_data, d["supervised"], target_strings(shared_data))
     pairs, tasks = [], []
-    for k, (task, rows) in enumerate(per_task.items()):
-        rows = list(rows)
-        random.Random(seed + k).shuffle(rows)
-        n_ev = max(1, int(len(rows) * d["eval_fraction"]))
-        pairs += rows[:n_ev]
-        tasks += [task] * n_ev
+    for task, (held, _) in pretrain.held_out_split(per_task, d["eval_fraction"], seed).items():
+        pairs += held
+        tasks += [task] * len(held)
     items = pretrain.rank_eval_items(tok, pairs, tasks, d["max_target_length"])
     wrapper = pretrain.T5PretrainModel(model)
     wrapper.eval()

@@ -20,8 +20,8 @@ from .data import (ALLOWED_SUPERVISED, TARGET_DIRS, TARGET_TASKS, SpanCorruption
                    check_supervised, collate, default_data_root, is_target_file, make_chunks, read_supervised, read_texts,
                    sentinel_ids, supervised_file, target_strings, train_tokenizer)
 from .recipe import (FIXED_TEXT, PACKAGE_DIR, T5DataConfig, T5ModelConfig, T5PretrainConfig, T5PretrainModel, build_t5,
-                     export_from_run, export_t5, fixed_sample_loss, machine, main, mixture_record, prepare,
-                     rank_eval_items, resolve_export_dir, run, weighted_order)
+                     export_from_run, export_t5, fixed_sample_loss, held_out_split, machine, main, mixture_record,
+                     prepare, rank_eval_items, resolve_export_dir, run, weighted_order)
 from .span_corruption import random_spans_noise_mask, span_corrupt
 
 __all__ = [
@@ -29,7 +29,7 @@ __all__ = [
     "check_supervised", "collate", "default_data_root", "is_target_file", "make_chunks", "read_supervised", "read_texts",
     "sentinel_ids", "supervised_file", "target_strings", "train_tokenizer",
     "FIXED_TEXT", "PACKAGE_DIR", "T5DataConfig", "T5ModelConfig", "T5PretrainConfig", "T5PretrainModel", "build_t5",
-    "export_from_run", "export_t5", "fixed_sample_loss", "machine", "main", "mixture_record", "prepare",
+    "export_from_run", "export_t5", "fixed_sample_loss", "held_out_split", "machine", "main", "mixture_record", "prepare",
     "rank_eval_items", "resolve_export_dir", "run", "weighted_order",
     "random_spans_noise_mask", "span_corrupt",
 ]

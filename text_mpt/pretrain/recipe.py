@@ -343,15 +343,12 @@ def prepare(cfg: T5PretrainConfig) -> tuple[Any, list[Any], list[Any], dict[str,
             per_task[name] = synthetic_pairs(name, sentences, d.synthetic_rows, cfg.train.seed)
             dropped_sup[name] = 0
         sup_train, sup_eval, rows, eval_tasks, train_spans = [], [], {}, [], {}
-        for k, (task, pairs) in enumerate(per_task.items()):
-            pairs = list(pairs)
-            random.Random(cfg.train.seed + k).shuffle(pairs)
-            n_ev = max(1, int(len(pairs) * d.eval_fraction))
-            sup_eval += pairs[:n_ev]
-            eval_tasks += [task] * n_ev
-            train_spans[task] = (len(sup_train), len(pairs) - n_ev)
-            sup_train += pairs[n_ev:]
-            rows[task] = {"file": _task_source(task), "train": len(pairs) - n_ev, "eval": n_ev,
+        for task, (held, train) in held_out_split(per_task, d.eval_fraction, cfg.train.seed).items():
+            sup_eval += held
+            eval_tasks += [task] * len(held)
+            train_spans[task] = (len(sup_train), len(train))
+            sup_train += train
+            rows[task] = {"file": _task_source(task), "train": len(train), "eval": len(held),
                           "dropped_overlapping_targets": dropped_sup[task]}
         order = None
         if d.supervised_share:
@@ -366,6 +363,19 @@ def prepare(cfg: T5PretrainConfig) -> tuple[Any, list[Any], list[Any], dict[str,
         stats.update({"supervised_train": len(sup_train), "supervised_eval": len(sup_eval), "supervised_tasks": rows})
         stats["rank_eval"] = rank_eval_items(tok, sup_eval, eval_tasks, d.max_target_length)
     return tok, train_sets, eval_sets, stats
+
+
+def held_out_split(per_task: dict[str, Sequence[tuple[str, str]]], eval_fraction: float,
+                   seed: int) -> dict[str, tuple[list[tuple[str, str]], list[tuple[str, str]]]]:
+    """Task → (held-out rows, training rows) of the supervised part: each task's rows shuffled with
+    ``seed + <its index in per_task>``, the first ``eval_fraction`` (at least one) held out."""
+    out = {}
+    for k, (task, pairs) in enumerate(per_task.items()):
+        pairs = list(pairs)
+        random.Random(seed + k).shuffle(pairs)
+        n_ev = max(1, int(len(pairs) * eval_fraction))
+        out[task] = (pairs[:n_ev], pairs[n_ev:])
+    return out
 
 
 def _task_source(task: str) -> str:
