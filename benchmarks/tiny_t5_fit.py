@@ -28,25 +28,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def rank_accuracy(wrapper, tok, pairs: Sequence[tuple[str, str]], task: str, max_in: int, max_tgt: int) -> float:
-    """Share of ``pairs`` whose gold target has the highest summed log-likelihood among the task's targets."""
-    import torch
-
-    from text_mpt import pretrain
-
-    items = pretrain.rank_eval_items(tok, pairs, [task] * len(pairs), max_tgt)
-    enc = [ids[: max_in - 1] + [tok.eos_token_id] for ids in tok([p[0] for p in pairs], add_special_tokens=False)["input_ids"]]
-    correct = 0
-    for s in range(0, len(enc), 64):
-        batch = enc[s:s + 64]
-        n = max(map(len, batch))
-        ids = torch.tensor([x + [0] * (n - len(x)) for x in batch])
-        with torch.no_grad():
-            scores = wrapper.rank_scores(ids, (ids != 0).long(), [items[i][1] for i in range(s, s + len(batch))])
-        correct += sum(max(range(len(v)), key=v.__getitem__) == items[i][2] for v, i in zip(scores, range(s, s + len(batch))))
-    return correct / len(pairs)
-
-
 def majority(pairs: Sequence[tuple[str, str]]) -> float:
     targets = [t for _, t in pairs]
     return max(targets.count(t) for t in set(targets)) / len(targets)
@@ -75,7 +56,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         for task, (held, train) in pretrain.held_out_split(per_task, d["eval_fraction"], seed).items():
             cells = []
             for part in (held, train[: args.train_rows]):
-                acc = rank_accuracy(wrapper, tok, part, task, d["max_input_length"], d["max_target_length"])
+                acc = wrapper.rank_accuracy(tok, part, d["max_input_length"], d["max_target_length"])
                 cells.append(f"{100 * acc:.1f} % ({100 * majority(part):.1f} %, {len(part)})")
             print(f"| {w} | {task} | {cells[0]} | {cells[1]} |", flush=True)
     return 0

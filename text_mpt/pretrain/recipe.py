@@ -250,6 +250,23 @@ class T5PretrainModel(TaskModel):
                 scores[k][slot] = -float(total[j])
         return scores
 
+    def rank_accuracy(self, tokenizer: Any, pairs: Sequence[tuple[str, str]], max_input_length: int,
+                      max_target_length: int, batch_size: int = 64) -> float:
+        """Share of ``(input, target)`` pairs of one task whose gold target scores highest among the distinct
+        targets of ``pairs`` (:meth:`rank_scores`; inputs truncated as in training, padded per batch)."""
+        items = rank_eval_items(tokenizer, pairs, ["task"] * len(pairs), max_target_length)
+        eos = tokenizer.eos_token_id
+        enc = [ids[: max_input_length - 1] + [eos]
+               for ids in tokenizer([p[0] for p in pairs], add_special_tokens=False)["input_ids"]]
+        correct = 0
+        for s in range(0, len(enc), batch_size):
+            rows = range(s, min(s + batch_size, len(enc)))
+            n = max(len(enc[i]) for i in rows)
+            ids = torch.tensor([enc[i] + [0] * (n - len(enc[i])) for i in rows])
+            scores = self.rank_scores(ids, (ids != 0).long(), [items[i][1] for i in rows])
+            correct += sum(max(range(len(v)), key=v.__getitem__) == items[i][2] for v, i in zip(scores, rows))
+        return correct / len(pairs)
+
     @torch.no_grad()
     def predict(self, batch: Batch) -> list[dict[str, Any]]:
         labels = batch["labels"]
