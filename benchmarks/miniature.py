@@ -116,6 +116,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "methods adapted from it (MCoOp / MPT 'no distill'), beside the distilled ones")
     p.add_argument("--skip-clip", action="store_true")
     p.add_argument("--skip-text", action="store_true")
+    p.add_argument("--text-backbone", default=None, metavar="DIR",
+                   help="a T5 export directory for every text run (default: the configs' backbone, the shipped tiny-t5)")
     p.add_argument("--text-targets", nargs="+", default=["rte", "mrpc", "cb", "boolq"])
     p.add_argument("--text-if-too-few", choices=["all", "skip"], default="all",
                    help="a text target's K that some label cannot supply (CB: 3 'maybe'; BoolQ: 14 'no'): that label "
@@ -390,6 +392,17 @@ def text_backbone_overrides() -> list[str]:
     return ov
 
 
+def text_common_overrides(args: argparse.Namespace, device: str, data_root: str) -> list[str]:
+    """Overrides of every text run: data, device, steps and the backbone (``--text-backbone``, checked
+    before any training, else :func:`text_backbone_overrides`)."""
+    common = [f"data_root={data_root}", f"train.device={device}", f"train.max_steps={args.text_steps}"]
+    if getattr(args, "text_backbone", None):
+        if not (Path(args.text_backbone) / "config.json").is_file():
+            raise SystemExit(f"--text-backbone {args.text_backbone}: no config.json there (a T5 export directory?)")
+        return common + [f"backbone.name={Path(args.text_backbone).resolve()}", "backbone.tokenizer=null"]
+    return common + text_backbone_overrides()
+
+
 def _text_stage(config: Path, overrides: list[str], log: list[str] | None) -> dict[str, Any]:
     from text_mpt.config import load_run_config
     from text_mpt.pipeline import train_stage
@@ -490,8 +503,7 @@ def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[s
     """Teachers → source on the tiny configs' sources, then MPT vs PT per target × K × seed."""
     data_root = os.environ.get("MVLPT_DATA") or str(ROOT.parent / "shared" / "data")
     out = Path(args.out_dir) / "text"
-    common = [f"data_root={data_root}", f"train.device={device}", f"train.max_steps={args.text_steps}"]
-    common += text_backbone_overrides()
+    common = text_common_overrides(args, device, data_root)
     # each target's K that some label cannot supply, found before training: the short labels give all
     # their examples (--text-if-too-few all, Dassl's rule) or the cell is skipped; the table says which
     short = {task: text_short_labels(task, args.shots, common) for task in args.text_targets}
@@ -633,6 +645,7 @@ def write_report(args: argparse.Namespace, argv: Sequence[str], env: dict, rows:
           f"- device: {env['device']} ({env['device_name']}), torch {env['torch']}, {env['cpu_threads']} CPU threads",
           f"- git commit: `{env['git_commit']}`", f"- date: {env['time_utc']}",
           *([f"- CLIP weights: `{args.clip_weights}` (not the shipped tiny-clip)"] if getattr(args, "clip_weights", None) else []),
+          *([f"- T5 weights: `{args.text_backbone}` (not the shipped tiny-t5)"] if getattr(args, "text_backbone", None) else []),
           f"- wall time: {wall_s / 60:.1f} min in all; " + "; ".join(f"{k} {v / 60:.1f} min" for k, v in meta["times"].items()),
           f"- command: `MVLPT_DATA={os.environ.get('MVLPT_DATA', '')} {cmd}`",
           f"- shots {list(args.shots)}, seeds {list(args.seeds)}" + (f" ({k1[1]} at K=1)" if k1 else "")

@@ -250,3 +250,21 @@ def test_text_source_stages_take_the_source_tasks_and_steps():
     # defaults: SST-2 and QNLI, the target runs' step count
     cfg = load_run_config(*mod.text_source_stages(mod.build_parser().parse_args([]), out, common)[0])
     assert [t.name for t in cfg.tasks] == ["sst2", "qnli"] and cfg.train.max_steps == 60
+
+
+def test_text_backbone_reaches_every_text_run_and_a_bad_folder_fails_first(tmp_path):
+    from text_mpt.config import load_run_config
+    from text_mpt.pretrain import PACKAGE_DIR
+
+    mod = _load()
+    args = mod.build_parser().parse_args(["--text-backbone", str(PACKAGE_DIR), "--text-steps", "7"])
+    common = mod.text_common_overrides(args, "cpu", "/data")
+    for config in ("teachers.yaml", "source.yaml", "adapt.yaml"):
+        cfg = load_run_config(mod.TEXT_CONFIGS / config, common)
+        assert cfg.backbone.name == str(PACKAGE_DIR.resolve()) and cfg.backbone.tokenizer is None
+        assert cfg.train.max_steps == 7 and cfg.train.device == "cpu"
+    with pytest.raises(SystemExit, match="no config.json"):
+        mod.text_common_overrides(mod.build_parser().parse_args(["--text-backbone", str(tmp_path)]), "cpu", "/data")
+    # without the flag: the configs' own backbone
+    default = mod.text_common_overrides(mod.build_parser().parse_args([]), "cpu", "/data")
+    assert not any(o.startswith("backbone.name=") for o in default)
