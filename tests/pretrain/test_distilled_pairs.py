@@ -132,3 +132,76 @@ def test_prepare_adds_the_similar_task_from_corpus_sentences(tiny_encoder: Path,
     assert list((tmp_path / "run" / "distill").glob("embeddings_*.safetensors"))
     mix = pretrain.mixture_record(cfg, stats)
     assert mix["supervised"]["tasks"]["similar"]["rate"] == pytest.approx(0.8 * 0.5, rel=0.05)
+
+
+def test_config_refuses_embedding_distillation_without_an_encoder_or_per_example_loss():
+    with pytest.raises(ConfigError, match="distill_embed_weight"):
+        load_config(pretrain.T5PretrainConfig, CONFIG, ["data.distill_encoder=", "data.distill_embed_weight=0.5",
+                                                        "data.supervised_weights={sst2: 0.3, qnli: 0.3, mnli: 0.2, qqp: 0.2}"])
+    with pytest.raises(ConfigError, match="loss_average"):
+        load_config(pretrain.T5PretrainConfig, CONFIG, ["data.distill_embed_weight=0.5", "loss_average=token"])
+
+
+def test_embedding_rows_collate_beside_text_rows_and_their_loss_pulls_the_encoder_to_the_teacher():
+    from text_mpt.pretrain.distilled import SentenceEmbeddingDataset
+
+    torch.manual_seed(0)
+    t5 = pretrain.build_t5(pretrain.T5ModelConfig(d_model=32, d_ff=64, num_layers=1, num_heads=2, d_kv=16), 50)
+    model = pretrain.T5PretrainModel(t5, "example", embed_dim=8)
+
+    class Tok:
+        eos_token_id = 1
+
+        def __call__(self, texts, add_special_tokens=False):
+            return {"input_ids": [[3 + (hash(w) % 40) for w in t.split()] for t in texts]}
+
+    targets = torch.nn.functional.normalize(torch.randn(6, 8), dim=-1)
+    ds = SentenceEmbeddingDataset(Tok(), [f"s{i} w{i} x{i % 2}" for i in range(6)], targets, order=[0, 1, 2, 3, 4, 5, 0])
+    assert len(ds) == 7 and torch.equal(ds[6]["target"], targets[0]) and ds[6]["labels"] == [1]
+    rows = [{**ds[i], "task_id": 2, "index": i} for i in range(6)]
+    text_row = {"input_ids": [5, 6, 1], "labels": [7, 1], "task_id": 1, "index": 0}
+    batch = pretrain.collate(rows + [text_row])
+    assert batch["target"].shape == (7, 8) and batch["target_mask"].tolist() == [True] * 6 + [False]
+    assert torch.equal(batch["target"][6], torch.zeros(8))
+    opt = torch.optim.Adam([p for m in model.prompt_modules().values() for p in m.parameters()], lr=3e-3)
+    first = model.step(batch)
+    for _ in range(60):
+        opt.zero_grad()
+        model.step(batch).loss.backward()
+        opt.step()
+    last = model.step(batch)
+    # the mechanism is active: the held rows' cosine to their targets rises well above where it started
+    assert last.metrics["embed_cos"] > first.metrics["embed_cos"] + 0.3
+    model.eval()
+    records = model.predict(batch)
+    assert sum("embed_cos" in r for r in records) == 6
+    assert model.compute_metrics(records)["embed_cos"] == pytest.approx(last.metrics["embed_cos"], abs=0.05)
+    # the head is saved and restored with the T5 (resume), and is not part of the T5 (export)
+    state = model.trainable_state_dict()
+    assert {"embed_head.weight", "embed_head.bias"} <= set(state) and not any("embed_head" in k for k in t5.state_dict())
+    fresh = pretrain.T5PretrainModel(pretrain.build_t5(pretrain.T5ModelConfig(d_model=32, d_ff=64, num_layers=1,
+                                                                              num_heads=2, d_kv=16), 50, seed=1),
+                                     "example", embed_dim=8)
+    fresh.load_trainable_state_dict(state)
+    assert torch.equal(fresh.embed_head.weight, model.embed_head.weight)
+
+
+def test_prepare_adds_a_sentence_embedding_part_at_its_rate(tiny_encoder: Path, tmp_path: Path):
+    rng = random.Random(0)
+    rows = [{"idx": i, "text_a": " ".join(rng.choices(WORDS, k=10)) + ".", "label": str(i % 2)} for i in range(120)]
+    (tmp_path / "glue/SST-2").mkdir(parents=True)
+    (tmp_path / "glue/SST-2/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config(pretrain.T5PretrainConfig, CONFIG, [
+        f"data.root={tmp_path}", "data.files=[glue/SST-2/train.jsonl]", "data.supervised=[sst2]",
+        f"data.distill_encoder={tiny_encoder}", "data.distill_sentences=80", "data.distill_rows=60", "data.distill_margin=0.0",
+        "data.distill_embed_weight=1.0", "data.supervised_weights={sst2: 0.5, similar: 0.5}",
+        "data.vocab_size=60", "data.extra_ids=10", "data.chunk_length=32", "data.eval_fraction=0.1", f"run_dir={tmp_path / 'run'}"])
+    tok, train_sets, eval_sets, stats = pretrain.prepare(cfg)
+    assert len(train_sets) == len(eval_sets) == 3
+    emb = stats["embedding"]
+    assert emb["sentences_train"] + emb["sentences_eval"] == 80 and emb["dim"] == 16
+    assert len(train_sets[2]) == emb["sampled"] == stats["chunks_train"]
+    assert train_sets[2][0]["target"].shape == (16,)
+    mix = pretrain.mixture_record(cfg, stats)
+    # span corruption n, supervised 4n (share 0.8 of those two), embedding n: rates 1/6, 4/6, 1/6
+    assert mix["sentence_embedding"]["rate"] == pytest.approx(1 / 6, rel=0.05)

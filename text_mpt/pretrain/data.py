@@ -268,13 +268,20 @@ class SupervisedDataset(Dataset):
 
 
 def collate(samples: list[dict[str, Any]], pad_id: int = 0) -> dict[str, Any]:
-    """Right-pad inputs with ``pad_id`` and labels with -100."""
+    """Right-pad inputs with ``pad_id`` and labels with -100; rows with an embedding ``target`` give
+    ``target`` (zeros for the other rows) and ``target_mask``."""
     def pad(rows: list[list[int]], value: int) -> Tensor:
         n = max(len(r) for r in rows)
         return torch.tensor([r + [value] * (n - len(r)) for r in rows], dtype=torch.long)
 
     inputs = pad([s["input_ids"] for s in samples], pad_id)
-    return {"input_ids": inputs, "attention_mask": (inputs != pad_id).long(),
-            "labels": pad([s["labels"] for s in samples], -100),
-            "task_ids": torch.tensor([s["task_id"] for s in samples], dtype=torch.long),
-            "index": torch.tensor([s["index"] for s in samples], dtype=torch.long)}
+    batch = {"input_ids": inputs, "attention_mask": (inputs != pad_id).long(),
+             "labels": pad([s["labels"] for s in samples], -100),
+             "task_ids": torch.tensor([s["task_id"] for s in samples], dtype=torch.long),
+             "index": torch.tensor([s["index"] for s in samples], dtype=torch.long)}
+    targets = [s.get("target") for s in samples]
+    if any(t is not None for t in targets):  # sentence-embedding distillation rows (zeros elsewhere)
+        dim = next(t for t in targets if t is not None).shape[-1]
+        batch["target"] = torch.stack([t if t is not None else torch.zeros(dim) for t in targets])
+        batch["target_mask"] = torch.tensor([t is not None for t in targets])
+    return batch

@@ -1,4 +1,4 @@
-"""A sentence-pair task labelled by a pretrained sentence encoder, for tiny-t5 pretraining.
+"""What a pretrained sentence encoder hands tiny-t5 pretraining: a labelled pair task and embedding targets.
 
 A 3.4 M-parameter T5 trained from scratch on ~8,800 rows per GLUE pair task does not learn to compare
 two segments (v2.1-v2.2: QNLI and MNLI at their majority class, even on their training rows). This
@@ -11,8 +11,15 @@ once (mean-pooled, L2-normalised), and the task asks whether two of them are clo
 
 The pairs are a mix of near neighbours and random partners; the answer is ``yes`` when their cosine
 lies above the median of the drawn pairs, and pairs within ``margin`` of it are dropped (the label
-would be noise). No target-task text is embedded or generated, and the encoder is used only while
-the labels are made: the shipped T5 needs nothing of it.
+would be noise).
+
+Second, the same sentences with their embeddings make a **sentence-embedding distillation** part
+(:class:`SentenceEmbeddingDataset`, ``data.distill_embed_weight``): the T5 encoder's mean-pooled output,
+through a linear head that is trained but never exported, is pulled to the encoder's embedding
+(loss 1 − cosine). That hands over 384 numbers per sentence instead of one bit per pair.
+
+No target-task text is embedded or generated, and the encoder is used only while the labels are
+made: the shipped T5 needs nothing of it.
 """
 
 from __future__ import annotations
@@ -127,15 +134,43 @@ def similarity_pairs(sentences: Sequence[str], emb: Tensor, rows: int, seed: int
     return pairs, stats
 
 
-def distilled_task(encoder: str, sentences: Sequence[list[str]], n_sentences: int, rows: int, seed: int,
-                   cache_dir: str | Path, margin: float = 0.05) -> tuple[list[tuple[str, str]], dict[str, Any]]:
-    """The ``similar`` task's examples from corpus sentences (word lists): ``n_sentences`` of them drawn
-    (seeded), embedded by ``encoder`` (cached under ``cache_dir``), paired and labelled."""
+def distill_pool(encoder: str, sentences: Sequence[list[str]], n_sentences: int, seed: int,
+                 cache_dir: str | Path) -> tuple[list[str], Tensor]:
+    """``n_sentences`` corpus sentences (word lists → texts, drawn seeded) and their embeddings by
+    ``encoder`` (cached under ``cache_dir``)."""
     pool = [" ".join(w) for w in sentences]
-    rng = random.Random(f"{seed}-distill-sentences")
-    pool = rng.sample(pool, min(n_sentences, len(pool)))
-    encoder_dir = resolve_encoder_dir(encoder)
-    emb = cached_embeddings(encoder_dir, pool, cache_dir)
-    pairs, stats = similarity_pairs(pool, emb, rows, seed, margin=margin)
-    stats["encoder"] = encoder
-    return pairs, stats
+    pool = random.Random(f"{seed}-distill-sentences").sample(pool, min(n_sentences, len(pool)))
+    return pool, cached_embeddings(resolve_encoder_dir(encoder), pool, cache_dir)
+
+
+class SentenceEmbeddingDataset(torch.utils.data.Dataset):
+    """Sentences → ``{"input_ids", "labels", "target"}``: the tokenized sentence (EOS-terminated, truncated to
+    ``max_input_length``), a one-token placeholder target (EOS; the loss ignores it) and the teacher's
+    embedding. Item ``i`` is sentence ``order[i]`` (a cycled list sizing this part's sampling rate)."""
+
+    def __init__(self, tokenizer: Any, sentences: Sequence[str], emb: Tensor, max_input_length: int = 128,
+                 order: Sequence[int] | None = None):
+        if not len(sentences) or len(sentences) != len(emb):
+            raise ConfigError(f"sentence-embedding distillation needs one embedding per sentence "
+                              f"(found {len(sentences)} sentences, {len(emb)} embeddings)")
+        eos = tokenizer.eos_token_id
+        self.inputs = [ids[: max_input_length - 1] + [eos]
+                       for ids in tokenizer(list(sentences), add_special_tokens=False)["input_ids"]]
+        self.emb, self.eos = emb.float(), eos
+        self.order = list(order) if order is not None else None
+
+    def __len__(self) -> int:
+        return len(self.order) if self.order is not None else len(self.inputs)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        j = self.order[i] if self.order is not None else i
+        return {"input_ids": self.inputs[j], "labels": [self.eos], "target": self.emb[j]}
+
+
+def cycled_order(n: int, size: int, seed: int) -> list[int]:
+    """``size`` indices into ``n`` rows: seeded shuffles of ``range(n)``, one after another."""
+    rng, rows, out = random.Random(f"{seed}-distill-embed"), list(range(n)), []
+    while len(out) < size:
+        rng.shuffle(rows)
+        out += rows[: size - len(out)]
+    return out

@@ -53,7 +53,7 @@ from .data import (TARGET_DIRS, SpanCorruptionDataset, SupervisedDataset, check_
                    target_strings, train_tokenizer)
 from .span_corruption import span_corrupt
 from .distilled import TASK as DISTILLED_TASK
-from .distilled import distilled_task
+from .distilled import SentenceEmbeddingDataset, cycled_order, distill_pool, similarity_pairs
 from .synthetic import SYNTHETIC_TASKS, check_synthetic, corpus_sentences, synthetic_pairs
 
 #: the shipped weights (``export_dir: package``)
@@ -108,6 +108,9 @@ class T5DataConfig:
             (:mod:`.distilled`) made from corpus sentences; "" = no such task.
         distill_sentences / distill_rows / distill_margin: corpus sentences embedded, examples made,
             and the cosine band around the median left out, for that task.
+        distill_embed_weight: size of the sentence-embedding distillation part (the same sentences, the
+            encoder's embeddings as targets of the T5 encoder's pooled output) relative to the
+            span-corruption part (0 = none; needs ``distill_encoder``).
     """
 
     root: str = ""
@@ -132,6 +135,7 @@ class T5DataConfig:
     distill_sentences: int = 20000
     distill_rows: int = 60000
     distill_margin: float = 0.05
+    distill_embed_weight: float = 0.0
 
     def generated_tasks(self) -> list[str]:
         """Names of the supervised-part tasks made from the corpus (synthetic, then distilled)."""
@@ -151,6 +155,9 @@ class T5DataConfig:
         if self.distill_encoder and (self.distill_sentences < 3 or self.distill_rows < 10):
             raise ConfigError(f"data.distill_sentences must be >= 3 and data.distill_rows >= 10, found "
                               f"{self.distill_sentences} and {self.distill_rows}")
+        if self.distill_embed_weight < 0 or (self.distill_embed_weight and not self.distill_encoder):
+            raise ConfigError(f"data.distill_embed_weight must be >= 0 and needs data.distill_encoder, found "
+                              f"{self.distill_embed_weight} with distill_encoder={self.distill_encoder!r}")
         if DISTILLED_TASK in self.supervised + self.synthetic:
             raise ConfigError(f"{DISTILLED_TASK!r} is the distilled task (data.distill_encoder), not a supervised/synthetic one")
         if not 0 <= self.supervised_share < 1:
@@ -190,6 +197,8 @@ class T5PretrainConfig:
     def validate(self) -> None:
         if self.loss_average not in ("example", "token"):
             raise ConfigError(f"loss_average must be 'example' or 'token', found {self.loss_average!r}")
+        if self.data.distill_embed_weight and self.loss_average != "example":
+            raise ConfigError("data.distill_embed_weight needs loss_average: example (one loss per example)")
         if self.data.supervised_share and self.train.sampling.strategy != "proportional":
             raise ConfigError("data.supervised_share needs train.sampling.strategy: proportional")
 
@@ -212,11 +221,13 @@ def build_t5(cfg: T5ModelConfig, vocab_size: int, seed: int = 0) -> nn.Module:
 class T5PretrainModel(TaskModel):
     """A whole T5 trained on span corruption; evaluation reports loss and target-token accuracy."""
 
-    def __init__(self, t5: nn.Module, loss_average: str = "token"):
+    def __init__(self, t5: nn.Module, loss_average: str = "token", embed_dim: int = 0):
         super().__init__()
         self.t5 = t5
         self.loss_average = loss_average
-        self.task_names = ["span_corruption", "supervised"]
+        #: pooled encoder output → the sentence encoder's space (sentence-embedding distillation; not exported)
+        self.embed_head = nn.Linear(t5.config.d_model, embed_dim) if embed_dim else None
+        self.task_names = ["span_corruption", "supervised", "sentence_embedding"]
         #: supervised eval index → (task, candidate target ids, gold candidate) for rank classification
         self.rank_eval: dict[int, tuple[str, list[list[int]], int]] = {}
 
@@ -228,7 +239,19 @@ class T5PretrainModel(TaskModel):
         valid = labels != -100
         nll = torch.nn.functional.cross_entropy(out.logits.float().transpose(1, 2), labels.clamp(min=0), reduction="none")
         per_example = (nll * valid).sum(1) / valid.sum(1).clamp(min=1)
-        return StepOutput(loss=per_example.mean())
+        metrics: dict[str, float] = {}
+        if self.embed_head is not None and "target_mask" in batch and bool(batch["target_mask"].any()):
+            has = batch["target_mask"].bool()
+            cos = self.embedding_cosine(out.encoder_last_hidden_state, batch["attention_mask"], batch["target"])
+            per_example = torch.where(has, 1 - cos, per_example)
+            metrics["embed_cos"] = float(cos[has].mean().detach())
+        return StepOutput(loss=per_example.mean(), metrics=metrics)
+
+    def embedding_cosine(self, hidden: Tensor, attention_mask: Tensor, target: Tensor) -> Tensor:
+        """Cosine between the projected mean-pooled encoder states and the teacher's embeddings, per row."""
+        m = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * m).sum(1) / m.sum(1).clamp(min=1)
+        return torch.nn.functional.cosine_similarity(self.embed_head(pooled).float(), target.float(), dim=-1)
 
     @torch.no_grad()
     def rank_scores(self, input_ids: Tensor, attention_mask: Tensor, candidates: list[list[list[int]]]) -> list[list[float]]:
@@ -279,6 +302,11 @@ class T5PretrainModel(TaskModel):
                 "correct": int(correct[k].sum()), "tokens": int(valid[k].sum()),
                 "exact": int(bool((correct[k] | ~valid[k]).all()))}
                for k, (t, i) in enumerate(keys)]
+        if self.embed_head is not None and "target_mask" in batch and bool(batch["target_mask"].any()):
+            enc = self.t5.encoder(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+            cos = self.embedding_cosine(enc, batch["attention_mask"], batch["target"])
+            for k in batch["target_mask"].nonzero().flatten().tolist():
+                out[k]["embed_cos"] = float(cos[k])
         ranked = [k for k, (t, i) in enumerate(keys) if t == 1 and i in self.rank_eval]
         if ranked:
             scores = self.rank_scores(batch["input_ids"][ranked], batch["attention_mask"][ranked],
@@ -293,7 +321,8 @@ class T5PretrainModel(TaskModel):
         when evaluated): ``supervised_loss``, ``supervised_token_accuracy`` and ``supervised_exact``
         (every target token right under teacher forcing), and per classification task
         ``<task>/rank_acc`` (rank classification: the candidate target with the highest log-likelihood)
-        next to ``<task>/majority`` (the most frequent gold candidate's share of the same rows)."""
+        next to ``<task>/majority`` (the most frequent gold candidate's share of the same rows); with
+        sentence-embedding distillation, ``embed_cos`` (held-out sentences' cosine to the teacher)."""
         span = [r for r in records if r["task_id"] == 0]
         sup = [r for r in records if r["task_id"] == 1]
         tokens = max(1, sum(r["tokens"] for r in span))
@@ -304,6 +333,9 @@ class T5PretrainModel(TaskModel):
             out.update({"supervised_loss": sum(r["nll"] for r in sup) / st,
                         "supervised_token_accuracy": sum(r["correct"] for r in sup) / st,
                         "supervised_exact": sum(r["exact"] for r in sup) / len(sup)})
+        embedded = [r["embed_cos"] for r in records if "embed_cos" in r]
+        if embedded:
+            out["embed_cos"] = sum(embedded) / len(embedded)
         for task in sorted({r["rank_task"] for r in sup if "rank_task" in r}):
             rows = [r for r in sup if r.get("rank_task") == task]
             golds = [r["rank_gold"] for r in rows]
@@ -312,7 +344,7 @@ class T5PretrainModel(TaskModel):
         return out
 
     def prompt_modules(self) -> dict[str, nn.Module]:
-        return {"t5": self.t5}
+        return {"t5": self.t5, **({"embed_head": self.embed_head} if self.embed_head is not None else {})}
 
     def _tied_keys(self) -> set[str]:
         """State keys whose tensor repeats an earlier one (tied embeddings / LM head)."""
@@ -325,7 +357,10 @@ class T5PretrainModel(TaskModel):
     def trainable_state_dict(self) -> dict[str, Tensor]:
         """The T5 state without tied duplicates (safetensors refuses shared tensors)."""
         tied = self._tied_keys()
-        return {f"t5.{k}": v for k, v in self.t5.state_dict().items() if k not in tied}
+        out = {f"t5.{k}": v for k, v in self.t5.state_dict().items() if k not in tied}
+        if self.embed_head is not None:
+            out.update({f"embed_head.{k}": v for k, v in self.embed_head.state_dict().items()})
+        return out
 
     def load_trainable_state_dict(self, state: dict[str, Tensor]) -> None:
         """Inverse of :meth:`trainable_state_dict` (tied tensors follow their source)."""
@@ -336,6 +371,10 @@ class T5PretrainModel(TaskModel):
 
             raise CheckpointError(f"t5: checkpoint does not match the model: missing {sorted(set(missing) - self._tied_keys())}, "
                                   f"unexpected {sorted(unexpected)}")
+        if self.embed_head is not None:
+            from mvlpt.core.checkpoint import load_module_state, sub_state
+
+            load_module_state(self.embed_head, sub_state(state, "embed_head."), where="embed_head")
 
 
 # ---------------------------------------------------------------------------------------------- run
@@ -382,9 +421,11 @@ def prepare(cfg: T5PretrainConfig) -> tuple[Any, list[Any], list[Any], dict[str,
             per_task[name] = synthetic_pairs(name, sentences, d.synthetic_rows, cfg.train.seed)
             dropped_sup[name] = 0
         if d.distill_encoder:
-            per_task[DISTILLED_TASK], stats["distill"] = distilled_task(
-                d.distill_encoder, sentences, d.distill_sentences, d.distill_rows, cfg.train.seed,
-                Path(cfg.run_dir) / "distill", d.distill_margin)
+            pool, emb = distill_pool(d.distill_encoder, sentences, d.distill_sentences, cfg.train.seed,
+                                     Path(cfg.run_dir) / "distill")
+            per_task[DISTILLED_TASK], stats["distill"] = similarity_pairs(pool, emb, d.distill_rows, cfg.train.seed,
+                                                                          margin=d.distill_margin)
+            stats["distill"]["encoder"] = d.distill_encoder
             dropped_sup[DISTILLED_TASK] = 0
         sup_train, sup_eval, rows, eval_tasks, train_spans = [], [], {}, [], {}
         for task, (held, train) in held_out_split(per_task, d.eval_fraction, cfg.train.seed).items():
@@ -406,6 +447,17 @@ def prepare(cfg: T5PretrainConfig) -> tuple[Any, list[Any], list[Any], dict[str,
         eval_sets.append(eval_set)
         stats.update({"supervised_train": len(sup_train), "supervised_eval": len(sup_eval), "supervised_tasks": rows})
         stats["rank_eval"] = rank_eval_items(tok, sup_eval, eval_tasks, d.max_target_length)
+        if d.distill_embed_weight:
+            idx = list(range(len(pool)))
+            random.Random(f"{cfg.train.seed}-distill-embed-split").shuffle(idx)
+            n_ev = max(1, int(len(idx) * d.eval_fraction))
+            held, train = idx[:n_ev], idx[n_ev:]
+            size = max(1, round(d.distill_embed_weight * len(train_chunks)))
+            train_sets.append(SentenceEmbeddingDataset(tok, [pool[i] for i in train], emb[train], d.max_input_length,
+                                                       order=cycled_order(len(train), size, cfg.train.seed)))
+            eval_sets.append(SentenceEmbeddingDataset(tok, [pool[i] for i in held], emb[held], d.max_input_length))
+            stats["embedding"] = {"sentences_train": len(train), "sentences_eval": n_ev, "sampled": size,
+                                  "dim": int(emb.shape[1])}
     return tok, train_sets, eval_sets, stats
 
 
@@ -472,6 +524,7 @@ def mixture_record(cfg: T5PretrainConfig, stats: dict[str, Any]) -> dict[str, An
 
     sizes = [stats["chunks_train"]] + ([stats.get("supervised_sampled", stats["supervised_train"])]
                                        if "supervised_train" in stats else [])
+    sizes += [stats["embedding"]["sampled"]] if "embedding" in stats else []
     rates = task_probabilities(sizes, cfg.train.sampling)
     out: dict[str, Any] = {
         "excluded_target_dirs": list(TARGET_DIRS),
@@ -487,6 +540,9 @@ def mixture_record(cfg: T5PretrainConfig, stats: dict[str, Any]) -> dict[str, An
         out["supervised"] = {"rate": rates[1], "rows_train": n, "format": "'<task> <input_text>' -> gold verbalizer",
                              "share": cfg.data.supervised_share or None, "weights": dict(cfg.data.supervised_weights) or None,
                              "tasks": {t: {**v, "rate": rates[1] * v.get("sampled", v["train"]) / m} for t, v in sup.items()}}
+    if "embedding" in stats:
+        out["sentence_embedding"] = {**stats["embedding"], "rate": rates[2], "encoder": cfg.data.distill_encoder,
+                                     "loss": "1 - cos(head(mean-pooled T5 encoder), encoder embedding)"}
     return out
 
 
@@ -538,11 +594,11 @@ def run(cfg: T5PretrainConfig, export: bool = True) -> dict[str, Any]:
     stats["rank_eval_rows"] = {t: sum(1 for v in rank_eval.values() if v[0] == t) for t in sorted({v[0] for v in rank_eval.values()})}
     stats["mixture"] = mixture_record(cfg, stats)
     write_json(Path(cfg.run_dir) / "data_stats.json", stats)
-    model = T5PretrainModel(build_t5(cfg.model, len(tok), cfg.train.seed), cfg.loss_average)
+    model = T5PretrainModel(build_t5(cfg.model, len(tok), cfg.train.seed), cfg.loss_average,
+                            stats.get("embedding", {}).get("dim", 0))
     model.rank_eval = rank_eval
     print(f"tiny-t5 pretraining: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {stats}", flush=True)
-    if len(train_ds) == 1:
-        model.task_names = model.task_names[:1]
+    model.task_names = model.task_names[:len(train_ds)]
     trainer = Trainer(model, train_ds, collate, cfg.train, cfg.run_dir, eval_datasets=eval_ds, run_config=to_dict(cfg))
     t0 = time.time()
     result = trainer.fit()
@@ -571,8 +627,10 @@ def export_from_run(cfg: T5PretrainConfig) -> Path:
     if out is None:
         raise ConfigError("--export-only needs export_dir (a path, or 'package')")
     tok = AutoTokenizer.from_pretrained(str(run_dir / "tokenizer"))
-    model = T5PretrainModel(build_t5(cfg.model, len(tok), cfg.train.seed))
-    model.load_trainable_state_dict(load_tensors(ckpt / "prompts.safetensors"))
+    state = load_tensors(ckpt / "prompts.safetensors")
+    head = state.get("embed_head.weight")
+    model = T5PretrainModel(build_t5(cfg.model, len(tok), cfg.train.seed), embed_dim=0 if head is None else head.shape[0])
+    model.load_trainable_state_dict(state)
     state = read_json(ckpt / "trainer_state.json")
     extra: dict[str, Any] = {"steps": state["step"], "final_eval": state["best"]["metrics"]}
     if (run_dir / "data_stats.json").is_file():
