@@ -23,20 +23,6 @@ WORDS = ("river garden winter yellow market engine silver forest lantern pocket 
          "marble pencil harbor candle meadow rocket violet").split()
 
 
-@pytest.fixture(scope="module")
-def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 1-layer BERT with a word-level vocabulary, saved as a Hugging Face directory."""
-    from transformers import BertConfig, BertModel, BertTokenizerFast
-
-    out = tmp_path_factory.mktemp("encoder")
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", ".", "?"] + WORDS
-    BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(str(out))
-    torch.manual_seed(0)
-    BertModel(BertConfig(vocab_size=len(vocab), hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                         intermediate_size=32, max_position_embeddings=64)).save_pretrained(str(out))
-    return out
-
-
 def _clustered(n_clusters: int = 4, per: int = 30, dim: int = 16, seed: int = 0) -> tuple[list[str], torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     centres = torch.nn.functional.normalize(torch.randn(n_clusters, dim, generator=g), dim=-1)
