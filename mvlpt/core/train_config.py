@@ -29,7 +29,8 @@ class TrainConfig:
         precision: ``auto`` = bf16 autocast on CUDA, fp32 on CPU; ``fp16`` uses a GradScaler.
             Weights stay fp32 (never pure fp16).
         eval_every / save_every: steps between evaluations / checkpoints (0 = at the end only).
-        eval_at_start: also evaluate before the first step (logged as step 0).
+        eval_at_start: also evaluate before the first step (logged as step 0); the start is then a
+            checkpoint-selection candidate (``best`` = step 0 when no later evaluation beats it).
         keep_last: step checkpoints kept on disk (the best one is kept separately).
         log_every: steps between metric lines.
         seed: seeds model init, data order and augmentation.

@@ -375,8 +375,10 @@ class Trainer:
             forward = DistributedDataParallel(self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None,
                                               broadcast_buffers=False)  # frozen backbones: nothing to sync
         if cfg.eval_at_start and self.step == 0 and self.eval_datasets:
-            self.logger.log(0, "eval", self.evaluate())
+            metrics = self.evaluate()
+            self.logger.log(0, "eval", metrics)
             self.logger.log(0, "mechanism", self.mechanism())
+            self._save_best(metrics)  # the start is a candidate: training that only hurts val selects it
         self.model.train()
         loader_iter = iter(self._loader(sampler))
         bar = tqdm(total=cfg.max_steps, initial=self.step, desc="train", dynamic_ncols=True,

@@ -224,3 +224,28 @@ def test_select_ties_picks_the_earliest_or_the_latest_of_equal_scores(ties, expe
         _Trainer._save_best(fake, {"score": score})
         picked.append(fake.best["step"])
     assert picked == expected
+
+
+def test_with_eval_at_start_the_start_is_a_selection_candidate(tmp_path):
+    """Validation labels = the start model's own predictions: every step of training on other labels can
+    only lose validation accuracy, so the best checkpoint is the start (step 0), prompts and all."""
+    torch.manual_seed(0)
+    prompt = DecomposedPrompt(2, (4, 8))
+    model = ToyTaskModel(prompt)
+    start = {k: v.clone() for k, v in model.trainable_state_dict().items()}
+    val = _datasets()
+    for task, ds in enumerate(val):
+        with torch.no_grad():
+            batch = toy_collate([{**ds[i], "task_id": task, "index": i} for i in range(len(ds))])
+            ds.y = model._logits(batch)[0].argmax(-1)
+    trainer = Trainer(model, _datasets(), toy_collate, _cfg(max_steps=40, eval_every=20, eval_at_start=True), tmp_path,
+                      eval_datasets=val)
+    trainer.fit()
+    evals = [r for r in read_metrics(tmp_path) if r["split"] == "eval"]
+    assert [r["step"] for r in evals] == [0, 20, 40] and evals[0]["accuracy"] == 1.0 > evals[-1]["accuracy"]
+    assert trainer.best["step"] == 0
+    assert json.loads((tmp_path / "checkpoints" / "best" / "metrics.json").read_text())["step"] == 0
+    from mvlpt.core.checkpoint import load_tensors
+
+    best = load_tensors(tmp_path / "checkpoints" / "best" / "prompts.safetensors")
+    assert all(torch.equal(best[k], v) for k, v in start.items())
