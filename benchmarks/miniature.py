@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-text", action="store_true")
     p.add_argument("--text-backbone", default=None, metavar="DIR",
                    help="a T5 export directory for every text run (default: the configs' backbone, the shipped tiny-t5)")
+    p.add_argument("--text-eval-at-start", action="store_true",
+                   help="text target runs also evaluate before training, and the start is a selection candidate "
+                        "(a run whose training only lowers val reports its start)")
     p.add_argument("--text-targets", nargs="+", default=["rte", "mrpc", "cb", "boolq"])
     p.add_argument("--text-if-too-few", choices=["all", "skip"], default="all",
                    help="a text target's K that some label cannot supply (CB: 3 'maybe'; BoolQ: 14 'no'): that label "
@@ -499,6 +502,19 @@ def text_source_stages(args: argparse.Namespace, out: Path, common: list[str]) -
     return stages
 
 
+def text_target_overrides(args: argparse.Namespace, common: list[str], run: Path, task: str, k: int, seed: int,
+                          method: list[str], too_few: bool) -> list[str]:
+    """Overrides of one text target run (``adapt.yaml``): task, K, seed, the method's own, and the start as a
+    selection candidate with ``--text-eval-at-start``."""
+    ov = common + [f"output_dir={run}", f"tasks={_flow([{'name': task, 'max_eval_examples': args.text_max_eval}])}",
+                   f"few_shot_k={k}", f"few_shot_seed={seed}", f"train.seed={seed}"] + list(method)
+    if getattr(args, "text_eval_at_start", False):
+        ov.append("train.eval_at_start=true")
+    if too_few:
+        ov.append("few_shot_if_too_few=all")
+    return ov
+
+
 def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[str, Any]) -> list[dict]:
     """Teachers → source on the tiny configs' sources, then MPT vs PT per target × K × seed."""
     data_root = os.environ.get("MVLPT_DATA") or str(ROOT.parent / "shared" / "data")
@@ -527,10 +543,7 @@ def run_text(args: argparse.Namespace, device: str, log: list[str], meta: dict[s
             for seed in seeds_for(args, k):
                 for name, extra in methods.items():
                     run = out / f"{task}_{name.lower().replace(' ', '_').replace('(', '').replace(')', '')}_k{k}_s{seed}"
-                    ov = common + [f"output_dir={run}", f"tasks={_flow([{'name': task, 'max_eval_examples': args.text_max_eval}])}",
-                                   f"few_shot_k={k}", f"few_shot_seed={seed}", f"train.seed={seed}"] + extra
-                    if k in short[task]:
-                        ov.append("few_shot_if_too_few=all")
+                    ov = text_target_overrides(args, common, run, task, k, seed, extra, k in short[task])
                     t1 = time.perf_counter()
                     res = _text_stage(TEXT_CONFIGS / "adapt.yaml", ov, log if first else None)
                     rows.append({"part": "text", "target": task, "method": name, "stage": "target" if name != TEXT_BASELINE
@@ -650,6 +663,7 @@ def write_report(args: argparse.Namespace, argv: Sequence[str], env: dict, rows:
           f"- command: `MVLPT_DATA={os.environ.get('MVLPT_DATA', '')} {cmd}`",
           f"- shots {list(args.shots)}, seeds {list(args.seeds)}" + (f" ({k1[1]} at K=1)" if k1 else "")
           + f"; text steps {args.text_steps}" + (f" (sources {args.text_source_steps})" if args.text_source_steps else "")
+          + ("; text targets select on val between the start and the end" if getattr(args, "text_eval_at_start", False) else "")
           + f"; text sources {list(args.text_sources)}",
           "- paired differences: multitask − single-task baseline on the same K and seed; 95% percentile bootstrap "
           "CI of the mean over seeds (mvlpt/core/stats.py); ▲ / ▼ = CI entirely above / below 0",

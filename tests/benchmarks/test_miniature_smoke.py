@@ -268,3 +268,16 @@ def test_text_backbone_reaches_every_text_run_and_a_bad_folder_fails_first(tmp_p
     # without the flag: the configs' own backbone
     default = mod.text_common_overrides(mod.build_parser().parse_args([]), "cpu", "/data")
     assert not any(o.startswith("backbone.name=") for o in default)
+
+
+def test_text_eval_at_start_reaches_the_target_runs_only_when_asked():
+    from text_mpt.config import load_run_config
+
+    mod = _load()
+    for argv, expected in (([], False), (["--text-eval-at-start"], True)):
+        args = mod.build_parser().parse_args(argv)
+        ov = mod.text_target_overrides(args, ["train.max_steps=60"], Path("runs/m/text/rte_pt_k4_s1"), "rte", 4, 1,
+                                       ["prompt.kind=vanilla", "prompt.init=random", "prompt.source_path=null"], False)
+        cfg = load_run_config(mod.TEXT_CONFIGS / "adapt.yaml", ov)
+        assert cfg.train.eval_at_start is expected and cfg.few_shot_k == 4 and cfg.train.seed == 1
+        assert [t.name for t in cfg.tasks] == ["rte"] and cfg.prompt.kind == "vanilla"
