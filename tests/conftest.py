@@ -25,6 +25,12 @@ TINY_WORDS = ("river garden winter yellow market engine silver forest lantern po
               "marble pencil harbor candle meadow rocket violet").split()
 
 
+@pytest.fixture
+def tiny_words() -> list[str]:
+    """:data:`TINY_WORDS`: the words the :func:`tiny_encoder` vocabulary knows."""
+    return list(TINY_WORDS)
+
+
 @pytest.fixture(scope="module")
 def tiny_encoder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 1-layer BERT with a word-level vocabulary (:data:`TINY_WORDS`), saved as a Hugging Face directory:

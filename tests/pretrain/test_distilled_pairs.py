@@ -6,7 +6,6 @@ built from a config stands in for all-MiniLM-L6-v2."""
 from __future__ import annotations
 
 import json
-import random
 from pathlib import Path
 
 import pytest
@@ -19,8 +18,6 @@ from text_mpt.pretrain import distilled
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "pretrain" / "tiny_t5_v23.yaml"
-WORDS = ("river garden winter yellow market engine silver forest lantern pocket quiet window thunder "
-         "marble pencil harbor candle meadow rocket violet").split()
 
 
 def _clustered(n_clusters: int = 4, per: int = 30, dim: int = 16, seed: int = 0) -> tuple[list[str], torch.Tensor]:
@@ -95,13 +92,8 @@ def test_errors_name_the_problem(tmp_path: Path):
         load_config(pretrain.T5PretrainConfig, CONFIG, ["data.distill_rows=2"])
 
 
-def test_prepare_adds_the_similar_task_from_corpus_sentences(tiny_encoder: Path, tmp_path: Path):
-    rng = random.Random(0)
-    rows = [{"idx": i, "text_a": " ".join(rng.choices(WORDS, k=10)) + ".", "label": str(i % 2)} for i in range(120)]
-    (tmp_path / "glue/SST-2").mkdir(parents=True)
-    (tmp_path / "glue/SST-2/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = load_config(pretrain.T5PretrainConfig, CONFIG, [
-        f"data.root={tmp_path}", "data.files=[glue/SST-2/train.jsonl]", "data.supervised=[sst2]",
+def test_prepare_adds_the_similar_task_from_corpus_sentences(tiny_encoder: Path, tmp_path: Path, sst2_root: list[str]):
+    cfg = load_config(pretrain.T5PretrainConfig, CONFIG, sst2_root + [
         f"data.distill_encoder={tiny_encoder}", "data.distill_sentences=80", "data.distill_rows=60", "data.distill_margin=0.0",
         "data.supervised_weights={sst2: 0.5, similar: 0.5}",
         "data.vocab_size=60", "data.extra_ids=10", "data.chunk_length=32", "data.eval_fraction=0.1", f"run_dir={tmp_path / 'run'}"])
@@ -110,7 +102,7 @@ def test_prepare_adds_the_similar_task_from_corpus_sentences(tiny_encoder: Path,
     assert task["train"] + task["eval"] == 60 and task["file"].startswith("distilled:similar")
     assert stats["distill"]["sentences"] == 80 and stats["distill"]["encoder"] == str(tiny_encoder)
     assert "similar" in {t for t, _, _ in stats["rank_eval"].values()}
-    corpus = {r["text_a"] for r in rows}
+    corpus = {json.loads(line)["text_a"] for line in (tmp_path / "glue/SST-2/train.jsonl").read_text().splitlines()}
     for x, _ in train_sets[1].pairs + eval_sets[1].pairs:
         if x.startswith("similar "):
             a, b = x[len("similar sentence1: "):].split(" sentence2: ")
@@ -172,13 +164,8 @@ def test_embedding_rows_collate_beside_text_rows_and_their_loss_pulls_the_encode
     assert torch.equal(fresh.embed_head.weight, model.embed_head.weight)
 
 
-def test_prepare_adds_a_sentence_embedding_part_at_its_rate(tiny_encoder: Path, tmp_path: Path):
-    rng = random.Random(0)
-    rows = [{"idx": i, "text_a": " ".join(rng.choices(WORDS, k=10)) + ".", "label": str(i % 2)} for i in range(120)]
-    (tmp_path / "glue/SST-2").mkdir(parents=True)
-    (tmp_path / "glue/SST-2/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = load_config(pretrain.T5PretrainConfig, CONFIG, [
-        f"data.root={tmp_path}", "data.files=[glue/SST-2/train.jsonl]", "data.supervised=[sst2]",
+def test_prepare_adds_a_sentence_embedding_part_at_its_rate(tiny_encoder: Path, tmp_path: Path, sst2_root: list[str]):
+    cfg = load_config(pretrain.T5PretrainConfig, CONFIG, sst2_root + [
         f"data.distill_encoder={tiny_encoder}", "data.distill_sentences=80", "data.distill_rows=60", "data.distill_margin=0.0",
         "data.distill_embed_weight=1.0", "data.supervised_weights={sst2: 0.5, similar: 0.5}",
         "data.vocab_size=60", "data.extra_ids=10", "data.chunk_length=32", "data.eval_fraction=0.1", f"run_dir={tmp_path / 'run'}"])

@@ -3,7 +3,6 @@ segments, made from corpus sentences only, and wired into the supervised part of
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -86,13 +85,8 @@ def test_errors_name_the_problem():
         load_config(pretrain.T5PretrainConfig, CONFIG, ["data.synthetic_rows=0"])
 
 
-def test_prepare_adds_synthetic_tasks_from_the_corpus_only(tmp_path: Path):
-    rng = random.Random(0)
-    rows = [{"idx": i, "text_a": " ".join(rng.choices(WORDS, k=10)) + ".", "label": str(i % 2)} for i in range(120)]
-    (tmp_path / "glue/SST-2").mkdir(parents=True)
-    (tmp_path / "glue/SST-2/train.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
-    cfg = load_config(pretrain.T5PretrainConfig, CONFIG, [
-        f"data.root={tmp_path}", "data.files=[glue/SST-2/train.jsonl]", "data.supervised=[sst2]",
+def test_prepare_adds_synthetic_tasks_from_the_corpus_only(tmp_path: Path, sst2_root: list[str]):
+    cfg = load_config(pretrain.T5PretrainConfig, CONFIG, sst2_root + [
         "data.synthetic=[entail, paraphrase]", "data.synthetic_rows=50",
         "data.supervised_weights={sst2: 0.5, entail: 0.25, paraphrase: 0.25}",
         "data.vocab_size=60", "data.extra_ids=10", "data.chunk_length=32", "data.eval_fraction=0.1", f"run_dir={tmp_path / 'run'}"])
