@@ -493,7 +493,9 @@ def text_source_stages(args: argparse.Namespace, out: Path, common: list[str]) -
     ``--text-source-steps`` steps (``--text-steps`` when 0)."""
     tasks = [{"name": t, "max_train_examples": args.text_source_train, "max_eval_examples": args.text_source_max_eval}
              for t in args.text_sources]
-    src = common + ([f"train.max_steps={args.text_source_steps}"] if args.text_source_steps else []) + [f"tasks={_flow(tasks)}"]
+    if args.text_source_steps:  # replace the target runs' step count (not repeat it), so the logged command reads once
+        common = [o for o in common if not o.startswith("train.max_steps=")] + [f"train.max_steps={args.text_source_steps}"]
+    src = common + [f"tasks={_flow(tasks)}"]
     stages = [(TEXT_CONFIGS / "teachers.yaml", src + [f"output_dir={out}/teachers"]),
               (TEXT_CONFIGS / "source.yaml", src + [f"output_dir={out}/source", f"teacher_path={out}/teachers"])]
     if args.distill_ablation:

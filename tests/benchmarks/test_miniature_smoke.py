@@ -245,6 +245,7 @@ def test_text_source_stages_take_the_source_tasks_and_steps():
     for cfg in (teachers, source, nodistill):
         assert [t.name for t in cfg.tasks] == ["sst2", "mnli", "qqp"] and cfg.train.max_steps == 300
         assert all(t.max_train_examples == 100 for t in cfg.tasks)
+    assert all(sum(o.startswith("train.max_steps=") for o in ov) == 1 for _, ov in stages)  # the logged command
     assert source.teacher_path == str(out / "teachers") and source.train.distill.kl_weight > 0
     assert nodistill.train.distill.kl_weight == 0 and nodistill.train.distill.mse_weight == 0
     # defaults: SST-2 and QNLI, the target runs' step count
