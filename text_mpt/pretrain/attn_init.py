@@ -14,7 +14,10 @@ Per self-attention layer, with ``d = d_model`` and ``Z ~ N(0, 1/d)``:
   so that ``q.weightᵀ k.weight = A`` (T5 does not scale its scores by ``1/√d_kv``; the factor does it);
 * ``M = α₂ Z' − β₂ I`` into ``v.weight = √Σ Vᵀ`` and ``o.weight = U √Σ``, so that ``o ∘ v = M``.
 
-Cross-attention and the relative position bias keep T5's random initialisation.
+Cross-attention keeps T5's random initialisation. With ``W_q W_kᵀ ≈ I`` a token's best match is itself,
+which says nothing about the other segment; ``self_bias`` (< 0) starts the encoder's relative-position
+bias of a token with itself (bucket 0, shared by every encoder layer) there, so that from the first
+step a word attends to its *other* occurrences. The other buckets keep T5's initialisation.
 """
 
 from __future__ import annotations
@@ -52,9 +55,10 @@ def _factor(target: Tensor, rows: int) -> tuple[Tensor, Tensor]:
 
 @torch.no_grad()
 def mimetic_init(t5: nn.Module, seed: int = 0, alpha_qk: float = 0.7, beta_qk: float = 0.7,
-                 alpha_vo: float = 0.4, beta_vo: float = 0.4) -> dict[str, Any]:
+                 alpha_vo: float = 0.4, beta_vo: float = 0.4, self_bias: float = 0.0) -> dict[str, Any]:
     """Overwrite the q/k/v/o weights of every self-attention layer of ``t5`` (encoder and decoder)
-    mimetically; returns what was done (layers, and the mean diagonal share of ``q kᵀ`` as a check)."""
+    mimetically, and set the encoder's self-position bias to ``self_bias`` when it is not 0; returns
+    what was done (layers, and the mean diagonal share of ``q kᵀ`` as a check)."""
     gen = torch.Generator().manual_seed(seed)
     layers, diag = 0, []
     for name, module in t5.named_modules():
@@ -79,5 +83,9 @@ def mimetic_init(t5: nn.Module, seed: int = 0, alpha_qk: float = 0.7, beta_qk: f
         layers += 1
     if not layers:
         raise ConfigError("model.attn_init: no T5 self-attention layer found")
+    if self_bias:
+        bias = t5.encoder.block[0].layer[0].SelfAttention.relative_attention_bias.weight
+        bias[0] = self_bias                       # bucket 0: relative position 0 (bidirectional buckets)
     return {"method": "mimetic", "layers": layers, "alpha_qk": alpha_qk, "beta_qk": beta_qk,
-            "alpha_vo": alpha_vo, "beta_vo": beta_vo, "qk_diagonal_share": round(sum(diag) / len(diag), 4)}
+            "alpha_vo": alpha_vo, "beta_vo": beta_vo, "self_bias": self_bias,
+            "qk_diagonal_share": round(sum(diag) / len(diag), 4)}

