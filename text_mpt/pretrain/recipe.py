@@ -58,7 +58,8 @@ from .distilled import TASK as DISTILLED_TASK
 from .distilled import SentenceEmbeddingDataset, check_encoder_spec, cycled_order, distill_pool, similarity_pairs
 from .attn_init import check_attn_init, mimetic_init
 from .embed_init import init_token_embeddings
-from .synthetic import SYNTHETIC_TASKS, check_synthetic, corpus_sentences, synthetic_pairs
+from .synthetic import (SYNTHETIC_TASKS, check_mismatch, check_synthetic, corpus_sentences, mismatched_pairs,
+                        synthetic_pairs)
 
 #: the shipped weights (``export_dir: package``)
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "weights" / "tiny-t5"
@@ -123,6 +124,9 @@ class T5DataConfig:
         distill_embed_weight: size of the sentence-embedding distillation part (the same sentences, the
             encoder's embeddings as targets of the T5 encoder's pooled output) relative to the
             span-corruption part (0 = none; needs ``distill_encoder``).
+        mismatch / mismatch_rows: supervised pair tasks (``qnli``, ``qqp``, ``mnli``) whose *training* rows are
+            also re-paired, each first segment with another row's second segment, as ``<task>_mismatch``
+            (``mismatch_rows`` examples each, answered as a mismatch; :func:`.synthetic.mismatched_pairs`).
     """
 
     root: str = ""
@@ -148,6 +152,12 @@ class T5DataConfig:
     distill_rows: int = 60000
     distill_margin: float = 0.05
     distill_embed_weight: float = 0.0
+    mismatch: list[str] = field(default_factory=list)
+    mismatch_rows: int = 20000
+
+    def mismatch_tasks(self) -> list[str]:
+        """Names of the re-paired tasks (``<task>_mismatch``), after the others in the supervised part."""
+        return [f"{t}_mismatch" for t in self.mismatch]
 
     def generated_tasks(self) -> list[str]:
         """Names of the supervised-part tasks made from the corpus (synthetic, then distilled)."""
@@ -159,6 +169,9 @@ class T5DataConfig:
         check_files(self.files)
         check_supervised(self.supervised)
         check_synthetic(self.synthetic)
+        check_mismatch(self.mismatch, self.supervised)
+        if self.mismatch and self.mismatch_rows < 10:
+            raise ConfigError(f"data.mismatch_rows must be >= 10, found {self.mismatch_rows}")
         both = sorted(set(self.supervised) & set(self.synthetic))
         if both:
             raise ConfigError(f"data.synthetic and data.supervised both name {both}")
@@ -177,10 +190,11 @@ class T5DataConfig:
         if self.supervised_weights:
             if not self.supervised_share:
                 raise ConfigError("data.supervised_weights needs data.supervised_share > 0")
-            missing = [t for t in self.supervised + self.generated_tasks() if t not in self.supervised_weights]
+            every = self.supervised + self.generated_tasks() + self.mismatch_tasks()
+            missing = [t for t in every if t not in self.supervised_weights]
             if missing:
                 raise ConfigError(f"data.supervised_weights lacks a weight for {missing}")
-            if any(self.supervised_weights[t] <= 0 for t in self.supervised + self.generated_tasks()):
+            if any(self.supervised_weights[t] <= 0 for t in every):
                 raise ConfigError("data.supervised_weights must be > 0")
         if not 0 < self.noise_density < 1:
             raise ConfigError(f"data.noise_density must be in (0, 1), found {self.noise_density}")
@@ -445,7 +459,12 @@ def prepare(cfg: T5PretrainConfig) -> tuple[Any, list[Any], list[Any], dict[str,
             stats["distill"]["encoder"] = d.distill_encoder
             dropped_sup[DISTILLED_TASK] = 0
         sup_train, sup_eval, rows, eval_tasks, train_spans = [], [], {}, [], {}
-        for task, (held, train) in held_out_split(per_task, d.eval_fraction, cfg.train.seed).items():
+        split = held_out_split(per_task, d.eval_fraction, cfg.train.seed)
+        # re-paired rows are made from the training rows only (no held-out text), then split like the others
+        repaired = {f"{t}_mismatch": mismatched_pairs(t, split[t][1], d.mismatch_rows, cfg.train.seed) for t in d.mismatch}
+        split.update(held_out_split(repaired, d.eval_fraction, cfg.train.seed + len(per_task)))
+        dropped_sup.update({t: 0 for t in repaired})
+        for task, (held, train) in split.items():
             sup_eval += held
             eval_tasks += [task] * len(held)
             train_spans[task] = (len(sup_train), len(train))
@@ -497,6 +516,9 @@ def _task_source(task: str) -> str:
         return f"synthetic:{task} (generated from the sentences of data.files)"
     if task == DISTILLED_TASK:
         return f"distilled:{task} (sentences of data.files paired and labelled by data.distill_encoder)"
+    if task.endswith("_mismatch"):
+        base = task[: -len("_mismatch")]
+        return f"mismatch:{base} ({supervised_file('', base).as_posix()} training rows re-paired, answered as a mismatch)"
     return supervised_file("", task).as_posix()
 
 
@@ -596,7 +618,7 @@ def export_t5(t5: nn.Module, tokenizer: Any, cfg: T5PretrainConfig, out_dir: str
     loss = fixed_sample_loss(shipped, AutoTokenizer.from_pretrained(str(out)), cfg.data.extra_ids)
     write_json(out / "metadata.json", {"name": cfg.name, "parameters": sum(p.numel() for p in t5.parameters()),
                                        "file_bytes": (out / "model.safetensors").stat().st_size,
-                                       "pretraining_data": list(cfg.data.files) + [_task_source(t) for t in cfg.data.supervised + cfg.data.generated_tasks()],
+                                       "pretraining_data": list(cfg.data.files) + [_task_source(t) for t in cfg.data.supervised + cfg.data.generated_tasks() + cfg.data.mismatch_tasks()],
                                        "mixture": (extra.get("data_stats") or {}).get("mixture"), **commit_record(), **extra,
                                        "fixed_sample_loss": loss, "config": to_dict(cfg)})
     return out

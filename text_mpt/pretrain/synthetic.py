@@ -134,3 +134,38 @@ def synthetic_pairs(task: str, sentences: Sequence[list[str]], rows: int, seed: 
     rng = random.Random(f"{seed}-synthetic-{task}")
     make = SYNTHETIC_TASKS[task]
     return [make(sentences, rng.randrange(len(sentences)), rng) for _ in range(rows)]
+
+
+#: pair task → (the marker that opens its second segment in the formatted input, the answer of a
+#: mismatched pair: no entailment / not a duplicate / neither entailed nor contradicted)
+MISMATCH = {"qnli": (" sentence: ", NO), "qqp": (" question2: ", NO), "mnli": (" hypothesis: ", "maybe")}
+
+
+def check_mismatch(tasks: Sequence[str], supervised: Sequence[str]) -> None:
+    """Reject mismatch tasks that are not pair tasks with a known answer, or not supervised."""
+    for t in tasks:
+        if t not in MISMATCH:
+            raise ConfigError(f"data.mismatch: {t!r} has no mismatch rule; choose from {sorted(MISMATCH)}")
+        if t not in supervised:
+            raise ConfigError(f"data.mismatch: {t!r} must also be in data.supervised (its rows are re-paired)")
+
+
+def mismatched_pairs(task: str, rows: Sequence[tuple[str, str]], n: int, seed: int) -> list[tuple[str, str]]:
+    """``n`` seeded examples of ``task``'s format whose second segment comes from another row of ``rows``
+    (formatted training rows of ``task``), answered as a mismatch (:data:`MISMATCH`). The first segment
+    keeps every row's own question or premise, so only the *pair* decides the answer: a question seen
+    with its own sentence and with others' cannot be answered from the question alone, and a pair is
+    rarely drawn twice, so it cannot be memorised."""
+    marker, answer = MISMATCH[task]
+    split = [r[0].split(marker) for r in rows]
+    split = [s for s in split if len(s) == 2]
+    if len(split) < 2:
+        raise ConfigError(f"data.mismatch: {task!r} needs at least two rows with one {marker.strip()!r} each")
+    rng = random.Random(f"{seed}-mismatch-{task}")
+    out = []
+    for _ in range(n):
+        i = rng.randrange(len(split))
+        j = rng.randrange(len(split) - 1)
+        j += j >= i
+        out.append((f"{split[i][0]}{marker}{split[j][1]}", answer))
+    return out
