@@ -15,6 +15,9 @@ about two segments that only cross-segment matching answers, and is answered ``y
   taken from another sentence.
 * ``paraphrase`` (MRPC/QQP-like): is sentence2 sentence1 with a few words dropped or two neighbours
   swapped, or its first half with another sentence's second half?
+
+:func:`mismatched_pairs` (``data.mismatch``) re-pairs a supervised pair task's own *training* rows instead:
+each first segment with another row's second segment, answered as a mismatch.
 """
 
 from __future__ import annotations
