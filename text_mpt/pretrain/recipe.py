@@ -58,8 +58,8 @@ from .distilled import TASK as DISTILLED_TASK
 from .distilled import SentenceEmbeddingDataset, check_encoder_spec, cycled_order, distill_pool, similarity_pairs
 from .attn_init import check_attn_init, mimetic_init
 from .embed_init import init_token_embeddings
-from .synthetic import (SYNTHETIC_TASKS, check_mismatch, check_synthetic, corpus_sentences, mismatched_pairs,
-                        synthetic_pairs)
+from .synthetic import (MISMATCH_SUFFIX, SYNTHETIC_TASKS, check_mismatch, check_synthetic, corpus_sentences,
+                        mismatched_pairs, synthetic_pairs)
 
 #: the shipped weights (``export_dir: package``)
 PACKAGE_DIR = Path(__file__).resolve().parents[1] / "weights" / "tiny-t5"
@@ -157,7 +157,11 @@ class T5DataConfig:
 
     def mismatch_tasks(self) -> list[str]:
         """Names of the re-paired tasks (``<task>_mismatch``), after the others in the supervised part."""
-        return [f"{t}_mismatch" for t in self.mismatch]
+        return [t + MISMATCH_SUFFIX for t in self.mismatch]
+
+    def supervised_part_tasks(self) -> list[str]:
+        """Every task of the supervised part: from files, generated from the corpus, re-paired."""
+        return self.supervised + self.generated_tasks() + self.mismatch_tasks()
 
     def generated_tasks(self) -> list[str]:
         """Names of the supervised-part tasks made from the corpus (synthetic, then distilled)."""
@@ -190,7 +194,7 @@ class T5DataConfig:
         if self.supervised_weights:
             if not self.supervised_share:
                 raise ConfigError("data.supervised_weights needs data.supervised_share > 0")
-            every = self.supervised + self.generated_tasks() + self.mismatch_tasks()
+            every = self.supervised_part_tasks()
             missing = [t for t in every if t not in self.supervised_weights]
             if missing:
                 raise ConfigError(f"data.supervised_weights lacks a weight for {missing}")
@@ -461,7 +465,8 @@ def prepare(cfg: T5PretrainConfig) -> tuple[Any, list[Any], list[Any], dict[str,
         sup_train, sup_eval, rows, eval_tasks, train_spans = [], [], {}, [], {}
         split = held_out_split(per_task, d.eval_fraction, cfg.train.seed)
         # re-paired rows are made from the training rows only (no held-out text), then split like the others
-        repaired = {f"{t}_mismatch": mismatched_pairs(t, split[t][1], d.mismatch_rows, cfg.train.seed) for t in d.mismatch}
+        repaired = {name: mismatched_pairs(t, split[t][1], d.mismatch_rows, cfg.train.seed)
+                    for name, t in zip(d.mismatch_tasks(), d.mismatch)}
         split.update(held_out_split(repaired, d.eval_fraction, cfg.train.seed + len(per_task)))
         dropped_sup.update({t: 0 for t in repaired})
         for task, (held, train) in split.items():
@@ -516,8 +521,8 @@ def _task_source(task: str) -> str:
         return f"synthetic:{task} (generated from the sentences of data.files)"
     if task == DISTILLED_TASK:
         return f"distilled:{task} (sentences of data.files paired and labelled by data.distill_encoder)"
-    if task.endswith("_mismatch"):
-        base = task[: -len("_mismatch")]
+    if task.endswith(MISMATCH_SUFFIX):
+        base = task.removesuffix(MISMATCH_SUFFIX)
         return f"mismatch:{base} ({supervised_file('', base).as_posix()} training rows re-paired, answered as a mismatch)"
     return supervised_file("", task).as_posix()
 
@@ -618,7 +623,7 @@ def export_t5(t5: nn.Module, tokenizer: Any, cfg: T5PretrainConfig, out_dir: str
     loss = fixed_sample_loss(shipped, AutoTokenizer.from_pretrained(str(out)), cfg.data.extra_ids)
     write_json(out / "metadata.json", {"name": cfg.name, "parameters": sum(p.numel() for p in t5.parameters()),
                                        "file_bytes": (out / "model.safetensors").stat().st_size,
-                                       "pretraining_data": list(cfg.data.files) + [_task_source(t) for t in cfg.data.supervised + cfg.data.generated_tasks() + cfg.data.mismatch_tasks()],
+                                       "pretraining_data": list(cfg.data.files) + [_task_source(t) for t in cfg.data.supervised_part_tasks()],
                                        "mixture": (extra.get("data_stats") or {}).get("mixture"), **commit_record(), **extra,
                                        "fixed_sample_loss": loss, "config": to_dict(cfg)})
     return out

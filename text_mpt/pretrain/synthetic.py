@@ -142,6 +142,8 @@ def synthetic_pairs(task: str, sentences: Sequence[list[str]], rows: int, seed: 
 #: pair task → (the marker that opens its second segment in the formatted input, the answer of a
 #: mismatched pair: no entailment / not a duplicate / neither entailed nor contradicted)
 MISMATCH = {"qnli": (" sentence: ", NO), "qqp": (" question2: ", NO), "mnli": (" hypothesis: ", "maybe")}
+#: a re-paired task is named ``<task>`` + this
+MISMATCH_SUFFIX = "_mismatch"
 
 
 def check_mismatch(tasks: Sequence[str], supervised: Sequence[str]) -> None:
@@ -168,7 +170,5 @@ def mismatched_pairs(task: str, rows: Sequence[tuple[str, str]], n: int, seed: i
     out = []
     for _ in range(n):
         i = rng.randrange(len(split))
-        j = rng.randrange(len(split) - 1)
-        j += j >= i
-        out.append((f"{split[i][0]}{marker}{split[j][1]}", answer))
+        out.append((f"{split[i][0]}{marker}{_other(split, i, rng)[1]}", answer))
     return out
