@@ -6,10 +6,14 @@ commit made it.
 * :func:`commit_record` — ``{"commit": HEAD or None, "dirty": bool or None}`` for an export's
   ``metadata.json``, from :func:`mvlpt.core.provenance.git_commit` (the one place that asks git; dirty =
   uncommitted changes to tracked files).
+* :func:`run_commit_record` / :func:`export_commit_record` — the commit a pretraining run *started* at
+  (``<run_dir>/started.json``, written at its first start, kept when it resumes), which the export
+  records rather than HEAD at export time (code committed while a run trains did not train it).
 """
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +21,8 @@ from .provenance import git_commit
 
 #: the ``export_dir`` value that means "the head's shipped weights folder"
 PACKAGE = "package"
+#: the file in a pretraining run directory that records the commit the run started at
+STARTED_FILE = "started.json"
 
 
 def resolve_export_dir(value: str | None, package_dir: str | Path) -> Path | None:
@@ -33,3 +39,28 @@ def commit_record() -> dict[str, Any]:
         return {"commit": None, "dirty": None}
     dirty = head.endswith("-dirty")
     return {"commit": head[: -len("-dirty")] if dirty else head, "dirty": dirty}
+
+
+def run_commit_record(run_dir: str | Path) -> dict[str, Any]:
+    """The commit ``run_dir``'s training started at: :func:`commit_record` written to ``started.json`` at the
+    run's first start, read back (unchanged) when the run resumes."""
+    path = Path(run_dir) / STARTED_FILE
+    if path.is_file():
+        return json.loads(path.read_text())
+    record = commit_record()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    return record
+
+
+def export_commit_record(run_dir: str | Path) -> dict[str, Any]:
+    """The commit fields of an export's ``metadata.json``: ``commit`` / ``dirty`` of the run's start (HEAD now
+    when the run recorded none), plus ``export_commit`` / ``export_dirty`` when the export is made elsewhere."""
+    now = commit_record()
+    path = Path(run_dir) / STARTED_FILE
+    if not path.is_file():
+        return now
+    started = json.loads(path.read_text())
+    if started == now:
+        return started
+    return {**started, "export_commit": now["commit"], "export_dirty": now["dirty"]}

@@ -44,7 +44,7 @@ from mvlpt.core.commands import train_and_export_main
 from mvlpt.core.checkpoint import write_json
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import ConfigError
-from mvlpt.core.export import commit_record
+from mvlpt.core.export import export_commit_record, run_commit_record
 from mvlpt.core.export import resolve_export_dir as core_export_dir
 from mvlpt.core.task_model import Batch, StepOutput, TaskModel
 from mvlpt.core.train_config import TrainConfig
@@ -624,13 +624,14 @@ def export_t5(t5: nn.Module, tokenizer: Any, cfg: T5PretrainConfig, out_dir: str
     write_json(out / "metadata.json", {"name": cfg.name, "parameters": sum(p.numel() for p in t5.parameters()),
                                        "file_bytes": (out / "model.safetensors").stat().st_size,
                                        "pretraining_data": list(cfg.data.files) + [_task_source(t) for t in cfg.data.supervised_part_tasks()],
-                                       "mixture": (extra.get("data_stats") or {}).get("mixture"), **commit_record(), **extra,
+                                       "mixture": (extra.get("data_stats") or {}).get("mixture"), **export_commit_record(cfg.run_dir), **extra,
                                        "fixed_sample_loss": loss, "config": to_dict(cfg)})
     return out
 
 
 def run(cfg: T5PretrainConfig, export: bool = True) -> dict[str, Any]:
     """Train the tokenizer, pretrain (resuming from the latest checkpoint) and export."""
+    run_commit_record(cfg.run_dir)  # the commit this run started at (kept on resume), for the export
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     tok, train_ds, eval_ds, stats = prepare(cfg)

@@ -32,7 +32,7 @@ from mvlpt.core.checkpoint import latest_checkpoint, load_tensors, save_tensors,
 from mvlpt.core.commands import train_and_export_main
 from mvlpt.core.config import to_dict
 from mvlpt.core.errors import CheckpointError, ConfigError, DataError
-from mvlpt.core.export import commit_record, resolve_export_dir as _resolve_export_dir
+from mvlpt.core.export import export_commit_record, run_commit_record, resolve_export_dir as _resolve_export_dir
 from mvlpt.core.task_model import Batch, StepOutput, TaskModel
 from mvlpt.core.train_config import TrainConfig
 from mvlpt.core.trainer import Trainer
@@ -293,7 +293,7 @@ def export_clip(clip: nn.Module, cfg: ClipPretrainConfig, out_dir: str | Path, e
         "file_bytes": (out / WEIGHTS_FILE).stat().st_size,
         "pretraining_data": {n: "train split of ../shared/data/" + n for n in cfg.data.datasets},
         "targets_unseen": cfg.data.targets,
-        **commit_record(),
+        **export_commit_record(cfg.run_dir),
         **(extra or {}),
         "zero_shot": zero_shot_report(model, tokenizer, cfg),
         "config": to_dict(cfg),
@@ -322,6 +322,7 @@ def build_model(cfg: ClipPretrainConfig, class_names: Sequence[Sequence[str]], t
 
 def run(cfg: ClipPretrainConfig, export: bool = True) -> dict[str, Any]:
     """Pretrain (resuming from the run's latest checkpoint) and export when ``cfg.export_dir`` is set."""
+    run_commit_record(cfg.run_dir)  # the commit this run started at (kept on resume), for the export
     if cfg.threads > 0:
         torch.set_num_threads(cfg.threads)
     train, evals, eval_names = build_datasets(cfg)
