@@ -1,5 +1,17 @@
+import json
+from pathlib import Path
+
 import pytest
 import torch
+
+
+@pytest.fixture
+def write_jsonl():
+    """``write_jsonl(path, rows)``: a JSON Lines file of ``rows`` (dicts) at ``path``, folders made."""
+    def write(path: Path, rows: list[dict]) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return write
 
 
 @pytest.fixture
@@ -16,7 +28,6 @@ def sst2_root(tmp_path, tiny_words) -> list[str]:
     """A data root in ``tmp_path`` with one SST-2 training file of 120 made-up sentences (words of
     :data:`tiny_words`, labels alternating): the recipe overrides that point at it (root, files, SST-2 as
     the one supervised task)."""
-    import json
     import random
 
     rng = random.Random(0)

@@ -5,7 +5,6 @@ config refuses tasks without a rule or outside ``data.supervised``."""
 
 from __future__ import annotations
 
-import json
 import random
 from pathlib import Path
 
@@ -18,11 +17,6 @@ from text_mpt.pretrain.synthetic import mismatched_pairs
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG = ROOT / "configs" / "pretrain" / "tiny_t5.yaml"
-
-
-def _write(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
 
 
 def test_rows_keep_their_question_and_take_another_rows_sentence():
@@ -38,13 +32,13 @@ def test_rows_keep_their_question_and_take_another_rows_sentence():
     assert {t for _, t in mnli} == {"maybe"} and {p for p, _ in mnli} == {"mnli premise: a hypothesis: d", "mnli premise: c hypothesis: b"}
 
 
-def test_prepare_repairs_training_rows_only(tmp_path: Path):
+def test_prepare_repairs_training_rows_only(tmp_path: Path, write_jsonl):
     rng = random.Random(0)
     words = "the a cat dog sat ran on under mat hill sun rain bird song long short".split()
     sent = lambda: " ".join(rng.choices(words, k=10))
     rows = [{"idx": i, "text_a": f"what is question{i}?", "text_b": f"sentence{i} " + sent(),
              "label": "entailment" if i % 2 else "not_entailment"} for i in range(200)]
-    _write(tmp_path / "glue/QNLI/train.jsonl", rows)
+    write_jsonl(tmp_path / "glue/QNLI/train.jsonl", rows)
     cfg = load_config(pretrain.T5PretrainConfig, CONFIG, [
         f"data.root={tmp_path}", "data.files=[glue/QNLI/train.jsonl]", "data.supervised=[qnli]",
         "data.supervised_weights={qnli: 1.0, qnli_mismatch: 0.5}", "data.mismatch=[qnli]", "data.mismatch_rows=300",

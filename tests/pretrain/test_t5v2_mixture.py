@@ -19,11 +19,6 @@ CONFIG = ROOT / "configs" / "pretrain" / "tiny_t5.yaml"
 LEAK = "This sentence belongs to a target task and must never be pretrained on."
 
 
-def _write(path: Path, rows: list[dict]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
-
-
 @pytest.mark.parametrize("d", TARGET_DIRS)
 def test_target_files_are_refused_in_any_case(d: str):
     for rel in (f"{d}/train.jsonl", f"{d.lower()}/train.jsonl", f"{d.upper()}/train.jsonl"):
@@ -49,12 +44,12 @@ def test_shipped_recipe_mixes_only_allowed_training_files():
     assert cfg.data.supervised and set(cfg.data.supervised) <= set(ALLOWED_SUPERVISED)
 
 
-def test_supervised_examples_are_task_prefix_input_to_gold_verbalizer(tmp_path: Path):
-    _write(tmp_path / "glue/SST-2/train.jsonl", [{"idx": 0, "text_a": "a gorgeous film", "text_b": None, "label": "1"},
+def test_supervised_examples_are_task_prefix_input_to_gold_verbalizer(tmp_path: Path, write_jsonl):
+    write_jsonl(tmp_path / "glue/SST-2/train.jsonl", [{"idx": 0, "text_a": "a gorgeous film", "text_b": None, "label": "1"},
                                                  {"idx": 1, "text_a": "dull and flat", "text_b": None, "label": "0"}])
-    _write(tmp_path / "glue/MNLI/train.jsonl", [{"idx": 0, "text_a": "A man sleeps.", "text_b": "A man runs.",
+    write_jsonl(tmp_path / "glue/MNLI/train.jsonl", [{"idx": 0, "text_a": "A man sleeps.", "text_b": "A man runs.",
                                                  "label": "2", "label_name": "contradiction"}])
-    _write(tmp_path / "glue/STS-B/train.jsonl", [{"idx": 0, "text_a": "A cat.", "text_b": "A cat sits.", "label": "3.2"}])
+    write_jsonl(tmp_path / "glue/STS-B/train.jsonl", [{"idx": 0, "text_a": "A cat.", "text_b": "A cat sits.", "label": "3.2"}])
     pairs = read_supervised(tmp_path, ["sst2", "mnli", "stsb"])
     assert pairs == {"sst2": [("sst2 sentence: a gorgeous film", "positive"), ("sst2 sentence: dull and flat", "negative")],
                      "mnli": [("mnli premise: A man sleeps. hypothesis: A man runs.", "no")],
@@ -72,16 +67,16 @@ def test_supervised_examples_are_task_prefix_input_to_gold_verbalizer(tmp_path: 
     assert ds[2] == {"input_ids": [14, 18, 11, 1], "labels": [12, 1]}  # "mnli" "premise:" "A" + EOS; "no" + EOS
 
 
-def test_target_text_is_dropped_from_corpus_supervision_and_tokenizer(tmp_path: Path):
+def test_target_text_is_dropped_from_corpus_supervision_and_tokenizer(tmp_path: Path, write_jsonl):
     rng = random.Random(0)
     words = "the a cat dog sat ran on under mat hill sun rain bird song long short".split()
     sent = lambda: " ".join(rng.choices(words, k=12))
-    _write(tmp_path / "glue/RTE/dev.jsonl", [{"idx": 0, "text_a": LEAK, "text_b": "Zebra quokka axolotl.", "label": "0"}])
+    write_jsonl(tmp_path / "glue/RTE/dev.jsonl", [{"idx": 0, "text_a": LEAK, "text_b": "Zebra quokka axolotl.", "label": "0"}])
     sts = [{"idx": i, "text_a": sent(), "text_b": sent(), "label": "2.0"} for i in range(200)]
     sts[7]["text_b"] = LEAK                                           # a whole target field
     sts[9]["text_a"] = "yeah well " + LEAK.lower().rstrip(".") + " i think"  # a target sentence quoted inside a longer one
-    _write(tmp_path / "glue/STS-B/train.jsonl", sts)
-    _write(tmp_path / "glue/SST-2/train.jsonl", [{"idx": i, "text_a": sent(), "label": str(i % 2)} for i in range(200)])
+    write_jsonl(tmp_path / "glue/STS-B/train.jsonl", sts)
+    write_jsonl(tmp_path / "glue/SST-2/train.jsonl", [{"idx": i, "text_a": sent(), "label": str(i % 2)} for i in range(200)])
     assert tuple(LEAK.lower().rstrip(".").split()[:8]) in target_strings(tmp_path)
     cfg = load_config(pretrain.T5PretrainConfig, CONFIG, [
         f"data.root={tmp_path}", "data.files=[glue/STS-B/train.jsonl, glue/SST-2/train.jsonl]", "data.supervised=[stsb, sst2]", "data.supervised_weights={}",
