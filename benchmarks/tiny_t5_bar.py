@@ -73,6 +73,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=0, help="steps per run (0: the configs' 400)")
     p.add_argument("--eval-every", type=int, default=0, help="evaluation interval (0: the configs' 100)")
     p.add_argument("--lr", type=float, default=0.0, help="AdamW learning rate (0: the configs' 0.3)")
+    p.add_argument("--prompt-length", type=int, default=0, help="prompt tokens (0: the configs' 8)")
     p.add_argument("--train-rows", type=int, default=-1,
                    help="cap every check's training rows (-1: each check's own, 2,000 or all)")
     p.add_argument("--max-eval", type=int, default=0, help="cap val and test (0: the whole halves)")
@@ -104,6 +105,8 @@ def overrides(check: Check, args: argparse.Namespace, data_root: str) -> list[st
         ov += [f"train.eval_every={args.eval_every}", f"train.save_every={args.eval_every}"]
     if args.lr:
         ov.append(f"train.optim.lr={args.lr:g}")
+    if args.prompt_length:
+        ov.append(f"prompt.length={args.prompt_length}")
     return ov
 
 
@@ -173,6 +176,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     tag = args.tag or (Path(args.backbone).resolve().parent.name if args.backbone else "tiny-t5")
     out = Path(args.out) if args.out else ROOT / "benchmarks" / "results" / f"tiny_t5_bar_{tag}.md"
     jobs = [(name, overrides(CHECKS[name], args, data_root)) for name in args.checks]
+    env = environment(torch.device(args.device))  # the commit and time the runs start at
     t0 = time.perf_counter()
     if args.jobs > 1:
         with ProcessPoolExecutor(max_workers=args.jobs) as pool:
@@ -180,7 +184,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         rows = [run_check(name, ov) for name, ov in jobs]
     wall = time.perf_counter() - t0
-    env = environment(torch.device(args.device))
     cmd = "python benchmarks/tiny_t5_bar.py " + " ".join(argv if argv is not None else sys.argv[1:])
     lines = [f"# tiny-t5 quality bar (issue 12): {tag}", "",
              f"- backbone: {backbone_line(args.backbone)}",

@@ -29,16 +29,17 @@ def test_teachers_need_ten_points_over_the_majority_and_pt_only_to_beat_it(bar):
 
 
 def test_each_check_runs_its_own_stage_on_its_task(bar):
-    args = bar.build_parser().parse_args(["--backbone", "some/export", "--steps", "7", "--lr", "0.1"])
+    args = bar.build_parser().parse_args(["--backbone", "some/export", "--steps", "7", "--lr", "0.1",
+                                           "--prompt-length", "32"])
     teacher = bar.overrides(bar.CHECKS["teacher_sst2"], args, "/data")
     assert "tasks=[{name: sst2, max_train_examples: 2000}]" in teacher
-    assert not any(o.startswith("prompt.") for o in teacher)  # the teachers config's vanilla prompt, random init
+    assert [o for o in teacher if o.startswith("prompt.")] == ["prompt.length=32"]  # the teachers config's own prompt
     pt = bar.overrides(bar.CHECKS["pt_mrpc"], args, "/data")
     assert "tasks=[{name: mrpc}]" in pt  # PT: the full training data
     assert {"prompt.kind=vanilla", "prompt.init=random", "prompt.source_path=null", "few_shot_k=0"} <= set(pt)
     for ov in (teacher, pt):
         assert f"backbone.name={Path('some/export').resolve()}" in ov and "backbone.tokenizer=null" in ov
-        assert {"data_root=/data", "train.max_steps=7", "train.optim.lr=0.1"} <= set(ov)
+        assert {"data_root=/data", "train.max_steps=7", "train.optim.lr=0.1", "prompt.length=32"} <= set(ov)
     capped = bar.overrides(bar.CHECKS["pt_rte"], bar.build_parser().parse_args(["--train-rows", "32", "--max-eval", "8"]),
                            "/data")
     assert "tasks=[{name: rte, max_train_examples: 32, max_eval_examples: 8}]" in capped
