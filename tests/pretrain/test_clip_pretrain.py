@@ -92,6 +92,8 @@ def test_pretrain_command_lowers_loss_and_exports(data_root: Path, tmp_path: Pat
     assert len(losses) == 6 and losses[-1] < losses[0] - 0.3, losses
     meta = json.loads((export / "metadata.json").read_text())
     assert meta["steps"] == 60 and meta["zero_shot"]["test_split"]["shapes"]["role"] == "target"
+    started = json.loads((run_dir / "started.json").read_text())  # the commit the run started at
+    assert {k: meta[k] for k in started} == started
     assert set(meta["zero_shot"]["fixed_samples"]) == {"sklearn_digits_300", "easy_vqa_shapes_300"}
     model, tokenizer, preprocess, _ = create_backbone(export)
     assert not model.training and tokenizer.context_length == 32

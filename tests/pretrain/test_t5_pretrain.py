@@ -129,6 +129,8 @@ def test_pretrain_lowers_span_corruption_loss_and_exports(tmp_path: Path, one_th
     assert mix["span_corruption"]["rate"] + mix["supervised"]["rate"] == pytest.approx(1.0)
     assert mix["supervised"]["rows_train"] + meta["data_stats"]["supervised_eval"] == 300
     assert meta["trained_on"]["torch_threads"] == 1 and meta["train_seconds"] > 0
+    started = json.loads((tmp_path / "run" / "started.json").read_text())  # the commit the run started at
+    assert {k: meta[k] for k in started} == started
     assert pretrain.fixed_sample_loss(model, tok, 20) == pytest.approx(meta["fixed_sample_loss"], abs=1e-5)
     # --export-only rebuilds the same export from the run's checkpoint and tokenizer
     again = tmp_path / "again"
