@@ -37,7 +37,7 @@ TEXT_CONFIGS = ROOT / "configs" / "text" / "tiny"
 @dataclass(frozen=True)
 class Check:
     """One run of the bar: its stage config, task, training rows (0 = all) and how far above the
-    majority class its test accuracy must be (``margin`` points; ``strict``: strictly above)."""
+    majority class its test accuracy must be (``margin`` points; 0: strictly above)."""
 
     name: str
     config: str
@@ -86,15 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def overrides(check: Check, args: argparse.Namespace, data_root: str) -> list[str]:
     """The ``key=value`` overrides of one check's run."""
+    from miniature import _flow  # the miniature's YAML flow writer of override values
+
     rows = check.train_rows if args.train_rows < 0 else args.train_rows
     task: dict[str, Any] = {"name": check.task}
     if rows:
         task["max_train_examples"] = rows
     if args.max_eval:
         task["max_eval_examples"] = args.max_eval
-    flow = "{" + ", ".join(f"{k}: {v}" for k, v in task.items()) + "}"
     ov = [f"data_root={data_root}", f"train.device={args.device}", f"output_dir={Path(args.out_dir) / check.name}",
-          f"tasks=[{flow}]"]
+          f"tasks={_flow([task])}"]
     if check.config == "adapt.yaml":  # PT: one vanilla prompt from random on the full training data
         ov += ["prompt.kind=vanilla", "prompt.init=random", "prompt.source_path=null", "few_shot_k=0"]
     if args.backbone:
@@ -122,11 +123,11 @@ def run_check(name: str, ov: Sequence[str]) -> dict[str, Any]:
     t0 = time.perf_counter()
     res = train_stage(load_run_config(TEXT_CONFIGS / check.config, list(ov)))
     test, val, t = res["test"], res["val"], check.task
-    splits = json.loads((Path(res["run_dir"]) / "splits.json").read_text())[t]
+    split = res["selection"]["tasks"][t]  # how the task was split (as in the run's splits.json)
     return {"check": name, "task": t, "accuracy": 100 * test[f"{t}/accuracy"], "majority": 100 * test[f"{t}/majority"],
             "n": int(test[f"{t}/n"]), "f1": 100 * test[f"{t}/f1"] if f"{t}/f1" in test else None,
             "val_accuracy": 100 * val[f"{t}/accuracy"], "val_majority": 100 * val[f"{t}/majority"],
-            "step": res["best_step"], "train_rows": splits.get("train_examples"),
+            "step": res["best_step"], "train_rows": split.get("train_examples"),
             "seconds": round(time.perf_counter() - t0, 1), "run_dir": res["run_dir"]}
 
 

@@ -41,15 +41,21 @@ def commit_record() -> dict[str, Any]:
     return {"commit": head[: -len("-dirty")] if dirty else head, "dirty": dirty}
 
 
+def _recorded_start(run_dir: str | Path) -> dict[str, Any] | None:
+    """``run_dir``'s ``started.json``, or ``None`` when the run recorded no start."""
+    path = Path(run_dir) / STARTED_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def run_commit_record(run_dir: str | Path) -> dict[str, Any]:
     """The commit ``run_dir``'s training started at: :func:`commit_record` written to ``started.json`` at the
     run's first start, read back (unchanged) when the run resumes."""
-    path = Path(run_dir) / STARTED_FILE
-    if path.is_file():
-        return json.loads(path.read_text())
+    started = _recorded_start(run_dir)
+    if started is not None:
+        return started
     record = commit_record()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2) + "\n")
+    Path(run_dir).mkdir(parents=True, exist_ok=True)
+    (Path(run_dir) / STARTED_FILE).write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -57,10 +63,9 @@ def export_commit_record(run_dir: str | Path) -> dict[str, Any]:
     """The commit fields of an export's ``metadata.json``: ``commit`` / ``dirty`` of the run's start (HEAD now
     when the run recorded none), plus ``export_commit`` / ``export_dirty`` when the export is made elsewhere."""
     now = commit_record()
-    path = Path(run_dir) / STARTED_FILE
-    if not path.is_file():
+    started = _recorded_start(run_dir)
+    if started is None:
         return now
-    started = json.loads(path.read_text())
     if started == now:
         return started
     return {**started, "export_commit": now["commit"], "export_dirty": now["dirty"]}

@@ -32,7 +32,7 @@ def test_each_check_runs_its_own_stage_on_its_task(bar):
     args = bar.build_parser().parse_args(["--backbone", "some/export", "--steps", "7", "--lr", "0.1",
                                            "--prompt-length", "32"])
     teacher = bar.overrides(bar.CHECKS["teacher_sst2"], args, "/data")
-    assert "tasks=[{name: sst2, max_train_examples: 2000}]" in teacher
+    assert "tasks=[{max_train_examples: 2000, name: sst2}]" in teacher
     assert [o for o in teacher if o.startswith("prompt.")] == ["prompt.length=32"]  # the teachers config's own prompt
     pt = bar.overrides(bar.CHECKS["pt_mrpc"], args, "/data")
     assert "tasks=[{name: mrpc}]" in pt  # PT: the full training data
@@ -42,7 +42,7 @@ def test_each_check_runs_its_own_stage_on_its_task(bar):
         assert {"data_root=/data", "train.max_steps=7", "train.optim.lr=0.1", "prompt.length=32"} <= set(ov)
     capped = bar.overrides(bar.CHECKS["pt_rte"], bar.build_parser().parse_args(["--train-rows", "32", "--max-eval", "8"]),
                            "/data")
-    assert "tasks=[{name: rte, max_train_examples: 32, max_eval_examples: 8}]" in capped
+    assert "tasks=[{max_eval_examples: 8, max_train_examples: 32, name: rte}]" in capped
     assert not any(o.startswith("backbone.") for o in capped)  # the configs' shipped tiny-t5
 
 
